@@ -1,0 +1,189 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tour.c - a walk through libstage, one feature at a time.
+ *
+ * This is what the README's first command runs.  Each step prints what it
+ * does and what happened; the program exits 0 when every step behaved.
+ */
+#include <stage.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int failures;
+
+static void check(int ok, const char *what)
+{
+    if (!ok) {
+        printf("  !! unexpected: %s\n", what);
+        failures++;
+    }
+}
+
+static double since(int64_t t0) { return (double)(stage_now() - t0) / 1e9; }
+
+/* 1. Coroutines take turns on one thread. */
+static void *counter(void *arg)
+{
+    const char *name = arg;
+    for (int i = 1; i <= 3; i++) {
+        printf("  %s counts %d\n", name, i);
+        stage_yield();
+    }
+    return NULL;
+}
+
+/* 2. One sleep function for threads and coroutines. */
+static void *napper(void *arg)
+{
+    double s = *(double *)arg;
+    stage_sleep(s);
+    printf("  coroutine slept %.1f s\n", s);
+    return NULL;
+}
+
+/* 3. A thread computes, a coroutine waits for the answer. */
+static void *compute(void *arg)
+{
+    stage_sleep(0.1); /* pretend to work */
+    int *answer = malloc(sizeof *answer);
+    *answer = 6 * 7;
+    stage_future_resolve(arg, answer, free);
+    return NULL;
+}
+
+static void *await_answer(void *arg)
+{
+    void *value;
+    int err = stage_future_get(arg, 5.0, &value);
+    printf("  coroutine got %d from the thread (error %d)\n",
+           err ? -1 : *(int *)value, err);
+    return NULL;
+}
+
+/* 4. Cancellation reaches a blocked task, thread or coroutine alike. */
+struct sleeper {
+    const char *name;
+    stage_future *asleep; /* resolved just before the long sleep */
+};
+
+static void *sleeper(void *arg)
+{
+    struct sleeper *s = arg;
+    stage_future_resolve(s->asleep, NULL, NULL);
+    int err = stage_sleep(60);
+    printf("  %s: sleep returned \"%s\"\n", s->name, strerror(err));
+    return NULL;
+}
+
+/* 5. Failure is the C form of an exception. */
+static void *fetch(void *arg)
+{
+    (void)arg;
+    return stage_task_fail(ECONNREFUSED, "server %s said no", "example.org");
+}
+
+/* 6. Waiting for a file descriptor. */
+static void *reader(void *arg)
+{
+    int fd = *(int *)arg;
+    char buf[32] = {0};
+    unsigned int ev = 0;
+    int err = stage_fd_wait(fd, STAGE_FD_READ, 5.0, &ev);
+    ssize_t n = err ? -1 : read(fd, buf, sizeof buf - 1);
+    printf("  coroutine read %zd bytes: \"%s\"\n", n, n > 0 ? buf : "");
+    return NULL;
+}
+
+int main(void)
+{
+    printf("libstage %s tour\n\n", stage_version_string());
+
+    printf("1. Two coroutines on the main thread take turns:\n");
+    stage_future *a, *b;
+    stage_coro_spawn(NULL, counter, "A", NULL, 0, &a);
+    stage_coro_spawn(NULL, counter, "B", NULL, 0, &b);
+    check(stage_loop_run(stage_loop_current(), NULL, STAGE_FOREVER) == 0,
+          "loop ran to the end");
+    stage_future_unref(a);
+    stage_future_unref(b);
+
+    printf("\n2. Three coroutines sleep 0.3, 0.1 and 0.2 s at once:\n");
+    double d[3] = {0.3, 0.1, 0.2};
+    int64_t t0 = stage_now();
+    for (int i = 0; i < 3; i++)
+        stage_coro_spawn(NULL, napper, &d[i], NULL, 0, NULL);
+    stage_loop_run(stage_loop_current(), NULL, STAGE_FOREVER);
+    double t = since(t0);
+    printf("  all done in %.2f s: the longest, not the sum\n", t);
+    check(t >= 0.3 && t < 0.55, "sleeps overlapped");
+
+    printf("\n3. A thread resolves a future that a coroutine and main wait "
+           "for:\n");
+    stage_future *answer = stage_future_new(), *th, *co;
+    stage_coro_spawn(NULL, await_answer, answer, NULL, 0, &co);
+    stage_thread_spawn(compute, answer, NULL, &th);
+    void *value = NULL;
+    int err = stage_future_get(answer, 5.0, &value);
+    printf("  main got %d too\n", err ? -1 : *(int *)value);
+    check(err == 0 && *(int *)value == 42, "the answer is 42");
+    stage_future_wait(co, 5.0);
+    stage_future_wait(th, 5.0);
+    stage_future_unref(co);
+    stage_future_unref(th);
+    stage_future_unref(answer);
+
+    printf("\n4. Cancelling a sleeping thread and a sleeping coroutine:\n");
+    stage_future *st, *sc;
+    struct sleeper ts = {"thread", stage_future_new()};
+    struct sleeper cs = {"coroutine", stage_future_new()};
+    stage_thread_spawn(sleeper, &ts, NULL, &st);
+    stage_coro_spawn(NULL, sleeper, &cs, NULL, 0, &sc);
+    /* Cancel only once both sleep, so both print what sleep returned. */
+    stage_future_wait(ts.asleep, 5.0);
+    stage_future_wait(cs.asleep, 5.0);
+    stage_future_unref(ts.asleep);
+    stage_future_unref(cs.asleep);
+    t0 = stage_now();
+    stage_future_cancel(st);
+    stage_future_cancel(sc);
+    stage_future_wait(st, 5.0);
+    stage_future_wait(sc, 5.0);
+    printf("  both ended in %.3f s, states: %s and %s\n", since(t0),
+           stage_future_state(st) == STAGE_CANCELLED ? "cancelled" : "?",
+           stage_future_state(sc) == STAGE_CANCELLED ? "cancelled" : "?");
+    check(stage_future_state(st) == STAGE_CANCELLED &&
+              stage_future_state(sc) == STAGE_CANCELLED,
+          "both cancelled");
+    stage_future_unref(st);
+    stage_future_unref(sc);
+
+    printf("\n5. A task that fails hands its error to whoever waits:\n");
+    stage_future *f;
+    stage_coro_spawn(NULL, fetch, NULL, NULL, 0, &f);
+    err = stage_future_get(f, 5.0, NULL);
+    printf("  error %d (%s): %s\n", err, strerror(err),
+           stage_future_message(f));
+    check(err == ECONNREFUSED, "the task's error arrived");
+    stage_future_unref(f);
+
+    printf("\n6. A coroutine waits for a pipe while main writes to it:\n");
+    int p[2];
+    if (pipe(p) == 0) {
+        stage_future *r;
+        stage_coro_spawn(NULL, reader, &p[0], NULL, 0, &r);
+        stage_sleep(0.05); /* the reader is parked in poll meanwhile */
+        check(write(p[1], "hello, poll", 11) == 11, "wrote to the pipe");
+        stage_future_wait(r, 5.0);
+        stage_future_unref(r);
+        close(p[0]);
+        close(p[1]);
+    }
+
+    stage_loop_free(stage_loop_current());
+    printf("\n%s\n", failures ? "Some steps misbehaved." : "Tour complete.");
+    return failures ? 1 : 0;
+}

@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * common-int.h - what every file of the library includes first.
+ *
+ * config.h, the public header with STAGE_BUILDING set (so STAGE_API exports
+ * the symbol), an assert that stays on in coverage builds (which define
+ * NDEBUG), and small helpers shared by all modules.
+ */
+#ifndef STAGE_COMMON_INT_H
+#define STAGE_COMMON_INT_H
+
+#include "config.h"
+
+#ifndef STAGE_BUILDING
+#define STAGE_BUILDING 1
+#endif
+#include "stage.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Thread-locals of a shared library default to the general-dynamic model, a
+ * call per access.  The library's few thread-locals fit the static TLS
+ * surplus that glibc and musl keep even for dlopen()ed libraries. */
+#if defined(__GNUC__) && !defined(STAGE_NO_TLS_MODEL)
+#define STAGE__TLS_MODEL __attribute__((tls_model("initial-exec")))
+#else
+#define STAGE__TLS_MODEL
+#endif
+
+#define stage__likely(x) __builtin_expect(!!(x), 1)
+#define stage__unlikely(x) __builtin_expect(!!(x), 0)
+
+#define stage__container_of(ptr, type, member)                                \
+    ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+
+/* Internal invariants.  Always on: a broken invariant in a concurrency
+ * library is better reported at once than as a corrupted heap later. */
+#define stage__assert(x)                                                      \
+    do {                                                                      \
+        if (stage__unlikely(!(x)))                                            \
+            stage__panic(__FILE__, __LINE__, #x);                             \
+    } while (0)
+
+_Noreturn void stage__panic(const char *file, int line, const char *what);
+
+/* Relative timeout in seconds -> absolute CLOCK_MONOTONIC deadline in ns.
+ * -1 means "no deadline".  Returns EINVAL for NaN. */
+int stage__deadline(double timeout, int64_t *deadline);
+
+#endif

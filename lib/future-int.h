@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * future-int.h - the future's layout, shared with the scheduler so that the
+ * hot paths (is my task cancelled?) compile to one load.
+ */
+#ifndef STAGE_FUTURE_INT_H
+#define STAGE_FUTURE_INT_H
+
+#include "loop-int.h"
+
+struct callback {
+    struct callback *next;
+    stage_future_cb fn;
+    void *user_data;
+    stage_destroy_fn destroy;
+};
+
+struct stage_future {
+    /* Protects every field below except refs, and the fields of the
+     * waiters on `waiters`. */
+    pthread_mutex_t lock;
+    /* acq_rel on the decrement: the last unref must see every write made
+     * by other holders before it frees. */
+    atomic_size_t refs;
+    /* Written under lock with release; read lock-free with acquire by the
+     * query functions, which then may read value/err/msg: those never
+     * change after the state left PENDING. */
+    atomic_int state;
+    void *value;
+    stage_destroy_fn destroy;
+    int taken;
+    int err;
+    char *msg;
+    stage__list waiters;
+    struct callback *cbs, **cbs_tail;
+    /* Task part. */
+    int is_task;
+    /* Set under lock; read lock-free (relaxed) as a hint by
+     * stage_task_cancelled: a wait re-checks it under lock. */
+    atomic_int cancel;
+    stage__waiter *task_waiter;
+    int fail_err;   /* stage_task_fail: written by the task's own context */
+    char *fail_msg; /* idem */
+};
+
+static inline int stage__task_cancel_requested(stage_future *t)
+{
+    return atomic_load_explicit(&t->cancel, memory_order_relaxed);
+}
+
+#endif
