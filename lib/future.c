@@ -92,9 +92,16 @@ void stage_future_unref(stage_future *f)
 /*
  * PENDING -> state.  Called with f->lock held; releases it.  Wakes every
  * waiter, then runs the callbacks with the lock released.
+ *
+ * A woken waiter may drop the last reference at once, while we still walk
+ * the list or run callbacks: the settler may well hold no reference of its
+ * own (a thread resolving a future that its waiter owns).  So settling
+ * holds a reference of its own from here to the end; taking it is safe
+ * because nobody can be released before the state changes.
  */
 static void settle_locked(stage_future *f, int state)
 {
+    stage_future_ref(f);
     atomic_store_explicit(&f->state, state, memory_order_release);
     stage__node *n;
     while ((n = stage__list_pop(&f->waiters)) != NULL)
@@ -105,6 +112,7 @@ static void settle_locked(stage_future *f, int state)
     f->cbs_tail = &f->cbs;
     pthread_mutex_unlock(&f->lock);
     run_callbacks(f, cbs, 1);
+    stage_future_unref(f);
 }
 
 /* The error for settling a future that is no longer PENDING. */
@@ -134,7 +142,7 @@ int stage_future_resolve(stage_future *f, void *value,
     return 0;
 }
 
-static char *vformat(const char *fmt, va_list ap)
+STAGE_PRINTF(1, 0) static char *vformat(const char *fmt, va_list ap)
 {
     char *msg = NULL;
     if (fmt && vasprintf(&msg, fmt, ap) < 0)
@@ -241,6 +249,7 @@ void stage__task_finish(stage_future *t, void *result,
     settle_locked(t, state);
     if (result && destroy)
         destroy(result);
+    /* The task's own reference keeps t alive here (see callers). */
     if (detached && state == STAGE_FAILED)
         fprintf(stderr, "libstage: unobserved task failure: %s%s%s\n",
                 strerror(t->err), t->msg ? ": " : "", t->msg ? t->msg : "");

@@ -367,10 +367,13 @@ int stage__waiter_park(stage__waiter *w, int64_t deadline)
     }
     if (deadline >= 0) {
         w->timer.deadline = deadline;
-        if (deadline <= stage_now() ||
+        stage__timer *top = stage__heap_top(&loop->timers);
+        /* Already due and nobody due before us (timeout 0 is the common
+         * case), or no memory for the timer: time out now, unless a
+         * wake-up beat us to it.  An overdue wait behind earlier overdue
+         * ones goes through the heap, so deadlines fire in order. */
+        if ((deadline <= stage_now() && (!top || top->deadline > deadline)) ||
             stage__heap_push(&loop->timers, &w->timer) != 0) {
-            /* Already due (timeout 0), or no memory for the timer: time
-             * out now unless a wake-up beat us to it. */
             if (self_timeout(w))
                 return ETIMEDOUT;
         }
