@@ -17,6 +17,7 @@
 #include "common-int.h"
 #include "loop-int.h"
 #include "future-int.h"
+#include "pool-int.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -173,6 +174,7 @@ static void coro_main(void *p)
     void *result = NULL;
     if (!stage__task_cancel_requested(c->task))
         result = c->fn(c->arg);
+    stage__stack_check(&c->stack); /* an overflow, even one that returned */
     stage__task_finish(c->task, result, c->destroy, c->detached);
     stage_future_unref(c->task);
     stage__list_remove(&c->live);
@@ -188,6 +190,14 @@ int stage_coro_spawn(stage_loop *loop, stage_task_fn fn, void *arg,
                      stage_destroy_fn result_destroy, size_t stack_size,
                      stage_future **out)
 {
+    return stage__coro_spawn(loop, fn, arg, result_destroy, stack_size, NULL,
+                             out);
+}
+
+int stage__coro_spawn(stage_loop *loop, stage_task_fn fn, void *arg,
+                      stage_destroy_fn result_destroy, size_t stack_size,
+                      stage *owner, stage_future **out)
+{
     if (!fn)
         return EINVAL;
     int err = 0;
@@ -200,6 +210,10 @@ int stage_coro_spawn(stage_loop *loop, stage_task_fn fn, void *arg,
     stage_future *task = stage__future_new_task();
     if (!task)
         return ENOMEM;
+    if (owner) {
+        stage__ref(owner);
+        task->owner = owner;
+    }
     if (out)
         stage_future_ref(task);
     stage__spawn local = {.fn = fn,
@@ -207,7 +221,7 @@ int stage_coro_spawn(stage_loop *loop, stage_task_fn fn, void *arg,
                           .destroy = result_destroy,
                           .stack_size = stack_size,
                           .task = task,
-                          .detached = out == NULL};
+                          .detached = out == NULL && owner == NULL};
     if (loop == self) {
         err = loop->closing ? EPIPE : stage__coro_start(loop, &local);
     } else {
@@ -225,7 +239,7 @@ int stage_coro_spawn(stage_loop *loop, stage_task_fn fn, void *arg,
                 stage__list_push(&loop->spawns, &sp->node);
                 atomic_store_explicit(&loop->pending, 1,
                                       memory_order_relaxed);
-                stage__loop_poke(loop);
+                stage__loop_poke_after(loop, stage__loop_wake_mode(loop));
             }
             pthread_mutex_unlock(&loop->lock);
             if (err)

@@ -68,7 +68,14 @@ void stage__ctx_init(stage__ctx *ctx, void *stack_lo, size_t size,
      * the trampoline enters fn with the ABI's alignment. */
     uint64_t *f = (uint64_t *)(top - 64);
     memset(f, 0, 64);
-    f[0] = 0x1F80u | ((uint64_t)0x037Fu << 32); /* MXCSR, x87 CW defaults */
+    /* The new context starts with the creating thread's floating-point
+     * control state (rounding, exception masks), as a C11 thread does and
+     * as the ucontext backend's getcontext gives. */
+    uint32_t mxcsr;
+    uint16_t fpucw;
+    __asm__ volatile("stmxcsr %0" : "=m"(mxcsr));
+    __asm__ volatile("fnstcw %0" : "=m"(fpucw));
+    f[0] = mxcsr | ((uint64_t)fpucw << 32);
     f[3] = (uint64_t)(uintptr_t)arg;            /* r13 */
     f[4] = (uint64_t)(uintptr_t)fn;             /* r12 */
     f[7] = (uint64_t)(uintptr_t)stage__ctx_trampoline;
@@ -76,6 +83,9 @@ void stage__ctx_init(stage__ctx *ctx, void *stack_lo, size_t size,
 #elif defined(__aarch64__)
     uint64_t *f = (uint64_t *)(top - 176);
     memset(f, 0, 176);
+    uint64_t fpcr;
+    __asm__ volatile("mrs %0, fpcr" : "=r"(fpcr));
+    f[20] = fpcr; /* [sp+160]: the creating thread's FP control state */
     f[0] = (uint64_t)(uintptr_t)fn;  /* x19 */
     f[1] = (uint64_t)(uintptr_t)arg; /* x20 */
     f[11] = (uint64_t)(uintptr_t)stage__ctx_trampoline; /* x30 (lr) */

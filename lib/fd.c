@@ -186,15 +186,12 @@ void stage__loop_poll(stage_loop *loop, int64_t until)
     }
 }
 
+/* The poll set goes with stage_loop_free; the wake-up fd only with the
+ * last reference (stage__loop_close_wakefd), since a waker on another
+ * thread may still write to it. */
 void stage__loop_fd_fini(stage_loop *loop)
 {
     stage__assert(loop->nuser == 0);
-    if (loop->wake_rd >= 0) {
-        close(loop->wake_rd);
-        if (loop->wake_wr != loop->wake_rd)
-            close(loop->wake_wr);
-    }
-    loop->wake_rd = loop->wake_wr = -1;
     free(loop->pfds);
     free(loop->pws);
     loop->pfds = NULL;
@@ -259,4 +256,14 @@ int stage_fd_wait(int fd, unsigned int events, double timeout,
     if (!err && revents)
         *revents = w.revents;
     return err;
+}
+
+void stage__loop_close_wakefd(stage_loop *loop)
+{
+    if (loop->wake_rd >= 0) {
+        close(loop->wake_rd);
+        if (loop->wake_wr != loop->wake_rd)
+            close(loop->wake_wr);
+    }
+    loop->wake_rd = loop->wake_wr = -1;
 }

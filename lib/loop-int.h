@@ -111,6 +111,14 @@ struct stage_loop {
     atomic_int pending;
     int closing;           /* stage_loop_free started: refuse spawns */
 
+    /* One reference for the owner thread, one for each waker from another
+     * thread while it pokes the loop.  The last unref frees the loop, so a
+     * waker may signal the condition variable after releasing `lock`
+     * (the woken owner then does not block on the waker's lock).  Relaxed
+     * increment (the waker already holds a valid pointer), acq_rel
+     * decrement (the freeing side must see every poke finished). */
+    atomic_size_t refs;
+
     /* Everything below belongs to the owner thread alone. */
     pthread_t owner;
     int wake_rd, wake_wr;  /* eventfd (same fd twice) or pipe; -1: none */
@@ -139,15 +147,21 @@ struct stage_loop {
 stage_loop *stage__loop_get(void);      /* calling thread's loop or NULL */
 stage_loop *stage__loop_ensure(int *err);
 void stage__loop_schedule(stage_loop *loop, stage__coro *c); /* owner */
-void stage__loop_poke(stage_loop *loop); /* under loop->lock */
+/* Under loop->lock: mark the loop awake; returns what it was sleeping on
+ * (STAGE__SLEEP_*), for stage__loop_poke_after once the lock is dropped. */
+int stage__loop_wake_mode(stage_loop *loop);
+/* Without the lock, holding a reference: poke a loop that was asleep. */
+void stage__loop_poke_after(stage_loop *loop, int mode);
+void stage__loop_unref(stage_loop *loop);
 void stage__loop_suspend(stage_loop *loop);                  /* coroutine */
 
 int stage__loop_run_once(stage_loop *loop);
 
 /* ---- fd.c ---- */
-void stage__loop_poke_fd(stage_loop *loop); /* under loop->lock */
+void stage__loop_poke_fd(stage_loop *loop);
 void stage__loop_poll(stage_loop *loop, int64_t until);
 void stage__loop_fd_fini(stage_loop *loop);
+void stage__loop_close_wakefd(stage_loop *loop);
 
 int stage__waiter_init(stage__waiter *w);  /* 0, ECANCELED, ENOMEM */
 void stage__waiter_done(stage__waiter *w);
@@ -173,6 +187,9 @@ size_t stage__stack_round(size_t size);
 
 /* ---- task.c ---- */
 stage_future *stage__task_current(void);
+/* Run fn(arg) as `task` at the root of the calling thread (unless the
+ * task was cancelled before it started); the caller settles the task. */
+void *stage__task_run_body(stage_future *task, stage_task_fn fn, void *arg);
 
 /* ---- future.c ---- */
 stage_future *stage__future_new_task(void);

@@ -83,6 +83,7 @@ stage_loop *stage__loop_ensure(int *err)
     stage__list_init(&loop->batch);
     stage__list_init(&loop->live);
     stage__heap_init(&loop->timers);
+    atomic_init(&loop->refs, 1);
     loop->owner = pthread_self();
     loop->wake_rd = loop->wake_wr = -1;
     stage__coro_root_init(loop);
@@ -107,14 +108,29 @@ void stage__loop_schedule(stage_loop *loop, stage__coro *c)
     stage__list_push(&loop->ready, &c->node);
 }
 
-/* Wake the owner if it sleeps.  Called with loop->lock held. */
-void stage__loop_poke(stage_loop *loop)
+int stage__loop_wake_mode(stage_loop *loop)
 {
-    if (loop->sleep == STAGE__SLEEP_COND)
+    int mode = loop->sleep;
+    loop->sleep = STAGE__AWAKE; /* one poke per sleep is enough */
+    return mode;
+}
+
+void stage__loop_poke_after(stage_loop *loop, int mode)
+{
+    if (mode == STAGE__SLEEP_COND)
         pthread_cond_signal(&loop->cond);
-    else if (loop->sleep == STAGE__SLEEP_POLL)
+    else if (mode == STAGE__SLEEP_POLL)
         stage__loop_poke_fd(loop);
-    loop->sleep = STAGE__AWAKE;
+}
+
+void stage__loop_unref(stage_loop *loop)
+{
+    if (atomic_fetch_sub_explicit(&loop->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    stage__loop_close_wakefd(loop);
+    pthread_cond_destroy(&loop->cond);
+    pthread_mutex_destroy(&loop->lock);
+    free(loop);
 }
 
 /* ---- Waiters ------------------------------------------------------------ */
@@ -158,32 +174,39 @@ void stage__waiter_done(stage__waiter *w)
  */
 int stage__waiter_wake(stage__waiter *w, int outcome)
 {
+    /* Read everything before the CAS: once it is won, a root waiter may
+     * see its outcome without a lock and leave the frame w lives in. */
     stage_loop *loop = w->loop;
+    stage__coro *coro = w->coro;
     int expected = STAGE__PENDING;
     if (loop == tls_loop) {
         if (!atomic_compare_exchange_strong_explicit(
                 &w->outcome, &expected, outcome, memory_order_acq_rel,
                 memory_order_acquire))
             return 0;
-        if (w->coro)
-            stage__loop_schedule(loop, w->coro);
+        if (coro)
+            stage__loop_schedule(loop, coro);
         return 1;
     }
+    atomic_fetch_add_explicit(&loop->refs, 1, memory_order_relaxed);
     pthread_mutex_lock(&loop->lock);
     if (!atomic_compare_exchange_strong_explicit(
             &w->outcome, &expected, outcome, memory_order_acq_rel,
             memory_order_acquire)) {
         pthread_mutex_unlock(&loop->lock);
+        stage__loop_unref(loop);
         return 0;
     }
-    if (w->coro) {
-        stage__list_push(&loop->inbox, &w->coro->node);
+    if (coro) {
+        stage__list_push(&loop->inbox, &coro->node);
         /* Relaxed: a hint for the owner's unlocked check; the owner
          * re-checks the inbox under the lock before it sleeps. */
         atomic_store_explicit(&loop->pending, 1, memory_order_relaxed);
     }
-    stage__loop_poke(loop);
+    int mode = stage__loop_wake_mode(loop);
     pthread_mutex_unlock(&loop->lock);
+    stage__loop_poke_after(loop, mode);
+    stage__loop_unref(loop);
     return 1;
 }
 
@@ -448,15 +471,11 @@ int stage_loop_free(stage_loop *loop)
     stage__coro_cache_free(loop);
     stage__loop_fd_fini(loop);
     stage__heap_fini(&loop->timers);
-    /* Barrier: a waker on another thread that decided a waiter of ours
-     * may still hold the lock. */
-    pthread_mutex_lock(&loop->lock);
-    pthread_mutex_unlock(&loop->lock);
-    pthread_cond_destroy(&loop->cond);
-    pthread_mutex_destroy(&loop->lock);
     tls_loop = NULL;
     pthread_setspecific(loop_key, NULL);
-    free(loop);
+    /* A waker on another thread may still be poking; the last reference
+     * frees the loop. */
+    stage__loop_unref(loop);
     return 0;
 }
 
