@@ -66,7 +66,7 @@ static long iters(long base, long min)
     return n < (double)min ? min : (long)n;
 }
 
-/* ---- CPU pinning ---------------------------------------------------------- */
+/* ---- CPU pinning -------------------------------------------------------- */
 
 /* Where the two sides of a ping-pong run.  ANY: wherever the scheduler
  * likes (the affinity the process started with).  SAME: main is pinned to
@@ -123,7 +123,7 @@ static void pin_peer(int mode)
         pin_to(cpu_b);
 }
 
-/* ---- /proc readings ------------------------------------------------------- */
+/* ---- /proc readings ----------------------------------------------------- */
 
 /* Resident set size in bytes, from /proc/self/statm (field 2, pages). */
 static long rss_bytes(void)
@@ -166,7 +166,7 @@ static void loadavg(char *buf, size_t len)
     fclose(f);
 }
 
-/* ---- The table ------------------------------------------------------------ */
+/* ---- The table ---------------------------------------------------------- */
 
 /* A measurement: runs n units of work in `mode`, returns ns per unit. */
 typedef double (*bench_fn)(long n, int mode);
@@ -274,7 +274,7 @@ static void row(const char *id, const char *what, const char *unit,
               base ? bb.cs : -1, basewhat);
 }
 
-/* ---- Baseline: pthread mutex + condvar ping-pong ---------------------------- */
+/* ---- Baseline: pthread mutex + condvar ping-pong ------------------------ */
 
 struct plain {
     pthread_mutex_t m;
@@ -335,7 +335,7 @@ static double plain_rt(long n, int mode)
 
 static double plain_handoff(long n, int mode) { return plain_rt(n, mode) / 2; }
 
-/* ---- 1. Context switch: stage_yield between two coroutines --------------- */
+/* ---- 1. Context switch: stage_yield between two coroutines -------------- */
 
 static void *yielder(void *arg)
 {
@@ -359,7 +359,7 @@ static double yield_switch(long n, int mode)
     return (double)(t1 - t0) / (double)(2 * n);
 }
 
-/* ---- 2. Spawn, run, reclaim ------------------------------------------------ */
+/* ---- 2. Spawn, run, reclaim --------------------------------------------- */
 
 static void *noop(void *arg) { return arg; }
 
@@ -436,7 +436,7 @@ static double thread_task_seq(long n, int mode)
     return (double)(stage_now() - t0) / (double)n;
 }
 
-/* ---- 4. Future round trips ------------------------------------------------- */
+/* ---- 4. Future round trips ---------------------------------------------- */
 
 /*
  * One fresh future per hop.  The side that will wait for the next hop
@@ -559,7 +559,7 @@ static double fut_coro_coro(long n, int mode)
     return (double)p.ns / (double)n;
 }
 
-/* ---- 3. Memory: many suspended coroutines ------------------------------------ */
+/* ---- 3. Memory: many suspended coroutines ------------------------------- */
 
 struct park {
     stage_future *gate;
@@ -706,12 +706,14 @@ static void memory(void)
     print_row("3e", "spawn + run to the wait, per coro", "us",
               (double)(c2 - c0) / (double)n / 1000,
               (double)(t1 - t0) / (double)k / 1000,
-              (double)(cs2 - cs0) / (double)n, (double)(tcs1 - tcs0) / (double)k,
+              (double)(cs2 - cs0) / (double)n,
+              (double)(tcs1 - tcs0) / (double)k,
               "pthread_create until blocked");
     print_row("3f", "wake/cancel + reclaim, per coro", "us",
               (double)(c3 - c2) / (double)n / 1000,
               (double)(t2 - t1) / (double)k / 1000,
-              (double)(cs3 - cs2) / (double)n, (double)(tcs2 - tcs1) / (double)k,
+              (double)(cs3 - cs2) / (double)n,
+              (double)(tcs2 - tcs1) / (double)k,
               "broadcast + pthread_join");
     printf("    (%ld coroutines: %.2f s to spawn and park (first %ld: "
            "%.1f us each, the rest: %.1f us each), %.2f s to tear down; "

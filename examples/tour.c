@@ -8,9 +8,11 @@
 #include <stage.h>
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static int failures;
@@ -98,6 +100,44 @@ static void *reader(void *arg)
     return NULL;
 }
 
+/* 7. A Stage: plain functions on its pool, coroutines on its loop. */
+static void *blocking_job(void *arg)
+{
+    struct timespec ts = {0, 200 * 1000 * 1000};
+    nanosleep(&ts, NULL); /* a call libstage cannot see into */
+    return arg;
+}
+
+static void *async_job(void *arg)
+{
+    stage_sleep(0.1);
+    return arg;
+}
+
+/* 8. A stage function: started once, waited for anywhere. */
+static void *handler(void *arg)
+{
+    static char said[64];
+    snprintf(said, sizeof said, "Someone said: %s", (const char *)arg);
+    return said;
+}
+
+/* 9. A generator: a producer on a thread, a consumer anywhere. */
+static void count_to(stage_gen *gen, void *arg)
+{
+    intptr_t n = (intptr_t)arg;
+    for (intptr_t i = 1; i <= n; i++)
+        if (stage_gen_yield(gen, (void *)i, NULL) != 0)
+            return;
+}
+
+/* 10. Run a coroutine function from a plain thread. */
+static void *twice(void *arg)
+{
+    stage_sleep(0.01);
+    return (void *)(2 * (intptr_t)arg);
+}
+
 int main(void)
 {
     printf("libstage %s tour\n\n", stage_version_string());
@@ -182,6 +222,58 @@ int main(void)
         close(p[0]);
         close(p[1]);
     }
+
+    printf("\n7. A Stage runs a blocking function and a coroutine at "
+           "once:\n");
+    stage *stg = stage_new("tour", 4, 0);
+    stage_future *sync_r, *async_r;
+    t0 = stage_now();
+    stage_go(stg, blocking_job, "pool thread", NULL, &sync_r);
+    stage_go_coro(stg, async_job, "coroutine", NULL, &async_r);
+    check(stage_close(stg, 5.0) == 0, "the Stage closed");
+    t = since(t0);
+    void *r1 = NULL, *r2 = NULL;
+    stage_future_get(sync_r, 0, &r1);
+    stage_future_get(async_r, 0, &r2);
+    printf("  results \"%s\" and \"%s\" after %.2f s (0.2 + 0.1 "
+           "overlapped)\n", (char *)r1, (char *)r2, t);
+    check(t < 0.29, "the two tasks overlapped");
+    stage_future_unref(sync_r);
+    stage_future_unref(async_r);
+    stage_free(stg);
+
+    printf("\n8. A stage function runs once, however often it is "
+           "started:\n");
+    stage_func *fn = stage_func_new(NULL, handler, STAGE_FUNC_CORO, NULL);
+    stage_func_start(fn, "StageFunction is useful!");
+    void *said = NULL;
+    stage_func_wait(fn, 5.0, &said);
+    printf("  %s\n", (char *)said);
+    check(stage_func_start(fn, "again") == EALREADY, "it runs only once");
+    stage_func_wait(fn, 5.0, &said);
+    printf("  %s (waited again)\n", (char *)said);
+    stage_func_unref(fn);
+
+    printf("\n9. A generator on a pool thread, consumed here:\n");
+    stage_gen *gen;
+    void **items = NULL;
+    size_t count = 0;
+    stage_go_gen(NULL, count_to, (void *)5, NULL, 2, 0, &gen);
+    stage_gen_collect(gen, 5.0, &items, &count);
+    printf("  [");
+    for (size_t i = 0; i < count; i++)
+        printf("%s%d", i ? ", " : "", (int)(intptr_t)items[i]);
+    printf("]\n");
+    check(count == 5, "five items");
+    free(items);
+    stage_gen_unref(gen);
+
+    printf("\n10. stage_run calls a coroutine function from a plain "
+           "thread:\n");
+    void *doubled = NULL;
+    stage_run(twice, (void *)21, NULL, &doubled);
+    printf("  twice(21) = %d\n", (int)(intptr_t)doubled);
+    check((intptr_t)doubled == 42, "21 doubled");
 
     stage_loop_free(stage_loop_current());
     printf("\n%s\n", failures ? "Some steps misbehaved." : "Tour complete.");

@@ -164,6 +164,184 @@ STAGE_API int stage_future_add_callback(stage_future *future,
                                         stage_future_cb cb, void *user_data,
                                         stage_destroy_fn destroy);
 
+/* Observers: run once when the future settles in one of the states of
+ * `when`; a non-zero return is a failure of the observer, reported to the
+ * task's Stage (stage_future_observe(3)). */
+#define STAGE_ON_DONE 0x1u
+#define STAGE_ON_FAILED 0x2u
+#define STAGE_ON_CANCELLED 0x4u
+#define STAGE_ON_SETTLED 0x7u
+typedef int (*stage_observer_fn)(stage_future *future, void *user_data);
+STAGE_API int stage_future_observe(stage_future *future, unsigned int when,
+                                   stage_observer_fn fn, void *user_data,
+                                   stage_destroy_fn destroy);
+
+/* A name for reports and descriptions (copied). */
+STAGE_API int stage_future_set_name(stage_future *future, const char *name);
+STAGE_API const char *stage_future_name(stage_future *future);
+
+/* ---- Thread pools: stage_pool_new(3) ------------------------------------ */
+
+typedef struct stage_pool stage_pool;
+
+#define STAGE_POOL_CANCEL 0x1u /* close: cancel queued tasks */
+
+STAGE_API stage_pool *stage_pool_new(const char *name, size_t min_workers,
+                                     size_t max_workers, double idle_timeout);
+STAGE_API int stage_pool_submit(stage_pool *pool, stage_task_fn fn, void *arg,
+                                stage_destroy_fn result_destroy,
+                                stage_future **out);
+STAGE_API size_t stage_pool_workers(stage_pool *pool);
+STAGE_API int stage_pool_close(stage_pool *pool, unsigned int flags,
+                               double timeout);
+STAGE_API int stage_pool_free(stage_pool *pool);
+
+/* ---- Stages: stage_new(3) ----------------------------------------------- */
+
+/* A dispatcher: one loop thread for coroutines (started on first use) and
+ * a pool of threads for plain functions. */
+typedef struct stage stage;
+
+#define STAGE_DAEMON 0x1u /* never delays process exit */
+
+typedef void (*stage_error_fn)(stage *st, const char *task, int err,
+                               const char *message, void *user_data);
+
+STAGE_API stage *stage_new(const char *name, size_t max_workers,
+                           unsigned int flags);
+STAGE_API stage *stage_default(void);
+STAGE_API int stage_set_error_handler(stage *st, stage_error_fn fn,
+                                      void *user_data,
+                                      stage_destroy_fn destroy);
+STAGE_API int stage_go(stage *st, stage_task_fn fn, void *arg,
+                       stage_destroy_fn result_destroy, stage_future **out);
+STAGE_API int stage_go_coro(stage *st, stage_task_fn fn, void *arg,
+                            stage_destroy_fn result_destroy,
+                            stage_future **out);
+STAGE_API int stage_close(stage *st, double timeout);
+STAGE_API int stage_free(stage *st);
+
+/* Run a function on a pool thread and wait for it (hybrid). */
+STAGE_API int stage_offload(stage *st, stage_task_fn fn, void *arg,
+                            stage_destroy_fn result_destroy, double timeout,
+                            void **result);
+/* Run a coroutine function from anywhere: inline in a coroutine, on the
+ * calling thread's own loop from a plain thread. */
+STAGE_API int stage_run(stage_task_fn fn, void *arg,
+                        stage_destroy_fn result_destroy, void **result);
+
+/* ---- Stage functions: stage_func_new(3) --------------------------------- */
+
+typedef struct stage_func stage_func;
+
+#define STAGE_FUNC_CORO 0x1u /* run as a coroutine on the Stage's loop */
+
+STAGE_API stage_func *stage_func_new(stage *st, stage_task_fn fn,
+                                     unsigned int flags,
+                                     stage_destroy_fn result_destroy);
+STAGE_API stage_func *stage_func_ref(stage_func *func);
+STAGE_API void stage_func_unref(stage_func *func);
+STAGE_API int stage_func_start(stage_func *func, void *arg);
+STAGE_API int stage_func_wait(stage_func *func, double timeout, void **value);
+STAGE_API int stage_func_reset(stage_func *func);
+
+/* ---- Generators: stage_go_gen(3) ---------------------------------------- */
+
+/* A producer on a pool thread or a coroutine, a consumer anywhere. */
+typedef struct stage_gen stage_gen;
+typedef void (*stage_gen_fn)(stage_gen *gen, void *arg);
+
+#define STAGE_GEN_CORO 0x1u /* the producer is a coroutine of the Stage */
+#define STAGE_GEN_LAZY 0x2u /* start at the first next/send/collect */
+
+STAGE_API int stage_go_gen(stage *st, stage_gen_fn fn, void *arg,
+                           stage_destroy_fn item_destroy, size_t buffer,
+                           unsigned int flags, stage_gen **out);
+STAGE_API stage_gen *stage_gen_ref(stage_gen *gen);
+STAGE_API void stage_gen_unref(stage_gen *gen);
+/* Producer side: hand an item over (blocks while the buffer is full). */
+STAGE_API int stage_gen_yield(stage_gen *gen, void *item, void **sent);
+/* Consumer side (hybrid). */
+STAGE_API int stage_gen_next(stage_gen *gen, void **item, double timeout);
+STAGE_API int stage_gen_send(stage_gen *gen, void *value, void **item,
+                             double timeout);
+STAGE_API int stage_gen_collect(stage_gen *gen, double timeout, void ***items,
+                                size_t *count);
+STAGE_API int stage_gen_close(stage_gen *gen);
+STAGE_API const char *stage_gen_message(stage_gen *gen);
+
+/* ---- Queues: stage_queue_new(3) ----------------------------------------- */
+
+/* A FIFO of void * items, many producers and many consumers (hybrid). */
+typedef struct stage_queue stage_queue;
+
+/* A capacity: no limit on the number of queued items. */
+#define STAGE_QUEUE_UNBOUNDED ((size_t)-1)
+
+STAGE_API stage_queue *stage_queue_new(size_t capacity,
+                                       stage_destroy_fn item_destroy);
+STAGE_API stage_queue *stage_queue_ref(stage_queue *queue);
+STAGE_API void stage_queue_unref(stage_queue *queue);
+/* Put (the item is transferred on success) and get, blocking when full or
+ * empty; the try_ forms return EAGAIN instead. */
+STAGE_API int stage_queue_put(stage_queue *queue, void *item, double timeout);
+STAGE_API int stage_queue_get(stage_queue *queue, void **item,
+                              double timeout);
+STAGE_API int stage_queue_try_put(stage_queue *queue, void *item);
+STAGE_API int stage_queue_try_get(stage_queue *queue, void **item);
+STAGE_API size_t stage_queue_length(stage_queue *queue);
+/* No more puts; blocked callers wake with EPIPE; queued items drain. */
+STAGE_API int stage_queue_close(stage_queue *queue);
+
+/* ---- Events: stage_event_new(3) ----------------------------------------- */
+
+/* A flag with a payload that threads and coroutines wait for (hybrid). */
+typedef struct stage_event stage_event;
+
+STAGE_API stage_event *stage_event_new(void);
+STAGE_API stage_event *stage_event_ref(stage_event *event);
+STAGE_API void stage_event_unref(stage_event *event);
+STAGE_API int stage_event_set(stage_event *event, void *payload);
+STAGE_API int stage_event_clear(stage_event *event);
+STAGE_API int stage_event_is_set(stage_event *event);
+/* Return at once if set, else wait until it is set. */
+STAGE_API int stage_event_wait(stage_event *event, double timeout,
+                               void **payload);
+
+/* ---- Tunnels: stage_tunnel_new(3) --------------------------------------- */
+
+/* A broadcast stream: every reader sees every item, in one order. */
+typedef struct stage_tunnel stage_tunnel;
+typedef struct stage_tunnel_reader stage_tunnel_reader;
+
+/* The default idle timeout of a tunnel's readers, in seconds. */
+#define STAGE_TUNNEL_TIMEOUT 10.0
+/* An idle timeout that means "the default": the tunnel's for its readers,
+ * STAGE_TUNNEL_TIMEOUT for a tunnel.  (Any value below -1.5.) */
+#define STAGE_TUNNEL_INHERIT (-2.0)
+
+STAGE_API stage_tunnel *stage_tunnel_new(double idle_timeout, size_t history,
+                                         stage_destroy_fn item_destroy);
+STAGE_API stage_tunnel *stage_tunnel_ref(stage_tunnel *tunnel);
+STAGE_API void stage_tunnel_unref(stage_tunnel *tunnel);
+/* Never blocks; the item is transferred on success. */
+STAGE_API int stage_tunnel_put(stage_tunnel *tunnel, void *item);
+/* End the stream: normally, or with an error each reader receives once. */
+STAGE_API int stage_tunnel_close(stage_tunnel *tunnel);
+STAGE_API int stage_tunnel_fail(stage_tunnel *tunnel, int err,
+                                const char *fmt, ...) STAGE_PRINTF(3, 4);
+STAGE_API const char *stage_tunnel_message(stage_tunnel *tunnel);
+
+STAGE_API stage_tunnel_reader *stage_tunnel_reader_new(stage_tunnel *tunnel,
+                                                       double idle_timeout);
+STAGE_API void stage_tunnel_reader_free(stage_tunnel_reader *reader);
+/* The next item (borrowed), waiting for it (hybrid). */
+STAGE_API int stage_tunnel_next(stage_tunnel_reader *reader, void **item);
+STAGE_API size_t stage_tunnel_reader_missed(stage_tunnel_reader *reader);
+/* Read the whole stream into a malloc'd array of borrowed items. */
+STAGE_API int stage_tunnel_collect(stage_tunnel *tunnel, double idle_timeout,
+                                   void ***items, size_t *count);
+
 #ifdef __cplusplus
 }
 #endif

@@ -10,7 +10,9 @@
 
 struct callback {
     struct callback *next;
-    stage_future_cb fn;
+    stage_future_cb fn;       /* a callback ... */
+    stage_observer_fn obs;    /* ... or an observer, for states in `when` */
+    unsigned int when;
     void *user_data;
     stage_destroy_fn destroy;
 };
@@ -28,7 +30,9 @@ struct stage_future {
     atomic_int state;
     void *value;
     stage_destroy_fn destroy;
-    int taken;
+    /* Set once by take (CAS); read lock-free by get, which needs no lock
+     * on a settled future: value never changes once the state is DONE. */
+    atomic_int taken;
     int err;
     char *msg;
     stage__list waiters;
@@ -41,7 +45,27 @@ struct stage_future {
     stage__waiter *task_waiter;
     int fail_err;   /* stage_task_fail: written by the task's own context */
     char *fail_msg; /* idem */
+    /* Reporting.  `name` is set under lock and freed at the last unref.
+     * `observed`: somebody read the failure (get, take, error, message);
+     * relaxed, it only decides whether a Stage reports it at close. */
+    char *name;
+    uint64_t id;
+    atomic_int observed;
+    stage *owner; /* the Stage that ran the task, or NULL; set before the
+                   * task can settle, read after it settled */
 };
+
+/* ---- stage.c ---- */
+void stage__report(stage *st, stage_future *task, int err, const char *msg);
+/* A task future holds a reference on its Stage (the owner), so a report
+ * after stage_free still finds the Stage's name; the memory goes with the
+ * last such reference. */
+void stage__ref(stage *st);
+void stage__unref(stage *st);
+static inline int stage__future_observed(stage_future *f)
+{
+    return atomic_load_explicit(&f->observed, memory_order_relaxed);
+}
 
 static inline int stage__task_cancel_requested(stage_future *t)
 {

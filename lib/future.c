@@ -27,6 +27,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Numbers futures for default names; relaxed: only uniqueness matters. */
+static atomic_uint_fast64_t next_id;
+
 static stage_future *future_alloc(int is_task)
 {
     stage_future *f = calloc(1, sizeof *f);
@@ -42,6 +45,9 @@ static stage_future *future_alloc(int is_task)
     stage__list_init(&f->waiters);
     f->cbs_tail = &f->cbs;
     f->is_task = is_task;
+    atomic_init(&f->observed, 0);
+    atomic_init(&f->taken, 0);
+    f->id = atomic_fetch_add_explicit(&next_id, 1, memory_order_relaxed) + 1;
     return f;
 }
 
@@ -62,12 +68,25 @@ stage_future *stage_future_ref(stage_future *f)
     return f;
 }
 
+static const unsigned int state_bit[] = {
+    [STAGE_DONE] = STAGE_ON_DONE,
+    [STAGE_FAILED] = STAGE_ON_FAILED,
+    [STAGE_CANCELLED] = STAGE_ON_CANCELLED,
+};
+
+/* Run (call != 0) or just dispose of a callback list, in order. */
 static void run_callbacks(stage_future *f, struct callback *cb, int call)
 {
     while (cb) {
         struct callback *next = cb->next;
-        if (call)
+        if (call && cb->fn) {
             cb->fn(f, cb->user_data);
+        } else if (call && (cb->when & state_bit[atomic_load_explicit(
+                                &f->state, memory_order_acquire)])) {
+            int err = cb->obs(f, cb->user_data);
+            if (err)
+                stage__report(f->owner, f, err, "an observer failed");
+        }
         if (cb->destroy)
             cb->destroy(cb->user_data);
         free(cb);
@@ -80,11 +99,15 @@ void stage_future_unref(stage_future *f)
     if (!f || atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) != 1)
         return;
     stage__assert(stage__list_empty(&f->waiters));
-    if (f->value && f->destroy && !f->taken)
+    if (f->value && f->destroy && !atomic_load_explicit(&f->taken,
+                                                        memory_order_relaxed))
         f->destroy(f->value);
     run_callbacks(f, f->cbs, 0);
     free(f->msg);
     free(f->fail_msg);
+    free(f->name);
+    if (f->owner)
+        stage__unref(f->owner);
     pthread_mutex_destroy(&f->lock);
     free(f);
 }
@@ -251,8 +274,7 @@ void stage__task_finish(stage_future *t, void *result,
         destroy(result);
     /* The task's own reference keeps t alive here (see callers). */
     if (detached && state == STAGE_FAILED)
-        fprintf(stderr, "libstage: unobserved task failure: %s%s%s\n",
-                strerror(t->err), t->msg ? ": " : "", t->msg ? t->msg : "");
+        stage__report(NULL, t, t->err, t->msg);
 }
 
 /* ---- Waiting ------------------------------------------------------------ */
@@ -262,12 +284,13 @@ int stage_future_wait(stage_future *f, double timeout)
     int64_t deadline;
     if (!f || stage__deadline(timeout, &deadline))
         return EINVAL;
-    stage_future *self = stage__task_current();
-    if (self && stage__task_cancel_requested(self))
-        return ECANCELED;
+    /* Settled: no wait, so nothing to cancel; the answer is at hand. */
     if (atomic_load_explicit(&f->state, memory_order_acquire) !=
         STAGE_PENDING)
         return 0;
+    stage_future *self = stage__task_current();
+    if (self && stage__task_cancel_requested(self))
+        return ECANCELED;
     if (self == f)
         return EDEADLK;
     stage__waiter w;
@@ -296,6 +319,14 @@ int stage_future_wait(stage_future *f, double timeout)
     return err;
 }
 
+/* Whoever reads a failure has collected it: a Stage will not report it. */
+static void mark_observed(stage_future *f)
+{
+    if (atomic_load_explicit(&f->state, memory_order_acquire) ==
+        STAGE_FAILED)
+        atomic_store_explicit(&f->observed, 1, memory_order_relaxed);
+}
+
 /* Outcome of a settled future, as get/take report it. */
 static int outcome(stage_future *f)
 {
@@ -316,13 +347,14 @@ int stage_future_get(stage_future *f, double timeout, void **value)
     int err = stage_future_wait(f, timeout);
     if (err)
         return err;
-    pthread_mutex_lock(&f->lock);
+    /* Settled: state (acquire) publishes value, err and msg, which never
+     * change again; no lock needed. */
     err = outcome(f);
-    if (!err && f->taken)
+    if (!err && atomic_load_explicit(&f->taken, memory_order_acquire))
         err = EALREADY;
     if (!err && value)
         *value = f->value;
-    pthread_mutex_unlock(&f->lock);
+    mark_observed(f);
     return err;
 }
 
@@ -330,15 +362,17 @@ int stage_future_take(stage_future *f, void **value)
 {
     if (!f || !value)
         return EINVAL;
-    pthread_mutex_lock(&f->lock);
     int err = outcome(f);
-    if (!err && f->taken)
-        err = EALREADY;
     if (!err) {
-        *value = f->value;
-        f->taken = 1;
+        int expected = 0;
+        if (atomic_compare_exchange_strong_explicit(&f->taken, &expected, 1,
+                                                    memory_order_acq_rel,
+                                                    memory_order_acquire))
+            *value = f->value;
+        else
+            err = EALREADY;
     }
-    pthread_mutex_unlock(&f->lock);
+    mark_observed(f);
     return err;
 }
 
@@ -354,6 +388,7 @@ int stage_future_error(stage_future *f)
     if (!f)
         return EINVAL;
     int err = outcome(f);
+    mark_observed(f);
     return err == EAGAIN ? 0 : err;
 }
 
@@ -362,7 +397,35 @@ const char *stage_future_message(stage_future *f)
     if (!f || atomic_load_explicit(&f->state, memory_order_acquire) !=
                   STAGE_FAILED)
         return NULL;
+    mark_observed(f);
     return f->msg;
+}
+
+/* Queue a callback or observer; run it at once if f already settled. */
+static int add_callback(stage_future *f, stage_future_cb cb,
+                        stage_observer_fn obs, unsigned int when,
+                        void *user_data, stage_destroy_fn destroy)
+{
+    struct callback *c = malloc(sizeof *c);
+    if (!c)
+        return ENOMEM;
+    c->next = NULL;
+    c->fn = cb;
+    c->obs = obs;
+    c->when = when;
+    c->user_data = user_data;
+    c->destroy = destroy;
+    pthread_mutex_lock(&f->lock);
+    if (atomic_load_explicit(&f->state, memory_order_relaxed) ==
+        STAGE_PENDING) {
+        *f->cbs_tail = c;
+        f->cbs_tail = &c->next;
+        pthread_mutex_unlock(&f->lock);
+        return 0;
+    }
+    pthread_mutex_unlock(&f->lock);
+    run_callbacks(f, c, 1);
+    return 0;
 }
 
 int stage_future_add_callback(stage_future *f, stage_future_cb cb,
@@ -370,26 +433,39 @@ int stage_future_add_callback(stage_future *f, stage_future_cb cb,
 {
     if (!f || !cb)
         return EINVAL;
+    return add_callback(f, cb, NULL, 0, user_data, destroy);
+}
+
+int stage_future_observe(stage_future *f, unsigned int when,
+                         stage_observer_fn fn, void *user_data,
+                         stage_destroy_fn destroy)
+{
+    if (!f || !fn || when == 0 || (when & ~STAGE_ON_SETTLED))
+        return EINVAL;
+    return add_callback(f, NULL, fn, when, user_data, destroy);
+}
+
+int stage_future_set_name(stage_future *f, const char *name)
+{
+    if (!f || !name)
+        return EINVAL;
+    char *copy = strdup(name);
+    if (!copy)
+        return ENOMEM;
     pthread_mutex_lock(&f->lock);
-    if (atomic_load_explicit(&f->state, memory_order_relaxed) ==
-        STAGE_PENDING) {
-        struct callback *c = malloc(sizeof *c);
-        if (!c) {
-            pthread_mutex_unlock(&f->lock);
-            return ENOMEM;
-        }
-        c->next = NULL;
-        c->fn = cb;
-        c->user_data = user_data;
-        c->destroy = destroy;
-        *f->cbs_tail = c;
-        f->cbs_tail = &c->next;
-        pthread_mutex_unlock(&f->lock);
-        return 0;
-    }
+    char *old = f->name;
+    f->name = copy;
     pthread_mutex_unlock(&f->lock);
-    cb(f, user_data);
-    if (destroy)
-        destroy(user_data);
+    free(old);
     return 0;
+}
+
+const char *stage_future_name(stage_future *f)
+{
+    if (!f)
+        return NULL;
+    pthread_mutex_lock(&f->lock);
+    const char *name = f->name;
+    pthread_mutex_unlock(&f->lock);
+    return name;
 }
