@@ -32,39 +32,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
-#define REPS 3
-
-/* Abort on any unexpected error: a benchmark that half-works lies. */
-#define CHECK(call)                                                           \
-    do {                                                                      \
-        int check_err_ = (call);                                              \
-        if (check_err_ != 0) {                                                \
-            fprintf(stderr, "bench/core: %s:%d: %s: %s\n", __FILE__,          \
-                    __LINE__, #call, strerror(check_err_));                   \
-            exit(1);                                                          \
-        }                                                                     \
-    } while (0)
-
-#define CHECK_PTR(p)                                                          \
-    do {                                                                      \
-        if ((p) == NULL) {                                                    \
-            fprintf(stderr, "bench/core: %s:%d: %s: %s\n", __FILE__,          \
-                    __LINE__, #p, strerror(errno));                           \
-            exit(1);                                                          \
-        }                                                                     \
-    } while (0)
-
-static double scale = 1.0;
-
-/* An iteration count: base * scale, at least `min`. */
-static long iters(long base, long min)
-{
-    double n = (double)base * scale;
-    return n < (double)min ? min : (long)n;
-}
+#define BENCH_PROG "bench/core"
+#define BENCH_WHAT_W 39
+#define BENCH_VAL_W 9
+#define BENCH_CUSTOM_ROWS
+#include "bench.h"
 
 /* ---- CPU pinning -------------------------------------------------------- */
 
@@ -154,18 +128,6 @@ static long pte_bytes(void)
     return kb < 0 ? -1 : kb * 1024;
 }
 
-static void loadavg(char *buf, size_t len)
-{
-    snprintf(buf, len, "?");
-    FILE *f = fopen("/proc/loadavg", "re");
-    if (!f)
-        return;
-    double a, b, c;
-    if (fscanf(f, "%lf %lf %lf", &a, &b, &c) == 3)
-        snprintf(buf, len, "%.2f %.2f %.2f", a, b, c);
-    fclose(f);
-}
-
 /* ---- The table ---------------------------------------------------------- */
 
 /* A measurement: runs n units of work in `mode`, returns ns per unit. */
@@ -173,57 +135,6 @@ typedef double (*bench_fn)(long n, int mode);
 
 /* Wall time one timed run aims at, in ns (scaled by SCALE). */
 #define TARGET_NS 150e6
-
-static void print_value(double v)
-{
-    if (v < 0)
-        printf(" %9s", "-");
-    else if (v >= 1000)
-        printf(" %9.0f", v);
-    else if (v >= 100)
-        printf(" %9.1f", v);
-    else
-        printf(" %9.2f", v);
-}
-
-static void print_cs(double v)
-{
-    if (v < 0)
-        printf(" %5s", "-");
-    else if (v < 0.01)
-        printf(" %5.0f", v);
-    else
-        printf(" %5.2f", v);
-}
-
-/* One row: libstage figure, baseline figure (negative: none), ratio, and
- * the context switches per unit of each side (negative: not measured). */
-static void print_row(const char *id, const char *what, const char *unit,
-                      double lib, double base, double lcs, double bcs,
-                      const char *basewhat)
-{
-    printf("%-3s %-39s %-9s", id, what, unit);
-    print_value(lib);
-    print_value(base);
-    if (lib >= 0 && base > 0)
-        printf(" %7.2f", lib / base);
-    else
-        printf(" %7s", "-");
-    print_cs(lcs);
-    print_cs(bcs);
-    printf("  %s\n", basewhat);
-    fflush(stdout);
-}
-
-/* Context switches (voluntary + involuntary) of the whole process so far,
- * threads that have exited included. */
-static long csw(void)
-{
-    struct rusage ru;
-    if (getrusage(RUSAGE_SELF, &ru) != 0)
-        return 0;
-    return ru.ru_nvcsw + ru.ru_nivcsw;
-}
 
 /* An iteration count that makes one run of fn last about TARGET_NS * scale:
  * one untimed calibration run of ncal units (which also warms up caches and
@@ -239,20 +150,11 @@ static long calibrate(bench_fn fn, long ncal, int mode)
     return (long)n;
 }
 
-struct best {
-    double ns; /* best ns per unit */
-    double cs; /* context switches per unit in that run */
-};
-
 static void run_once(bench_fn fn, long n, int mode, struct best *b)
 {
     long c0 = csw();
     double v = fn(n, mode);
-    double cs = (double)(csw() - c0) / (double)n;
-    if (b->ns < 0 || v < b->ns) {
-        b->ns = v;
-        b->cs = cs;
-    }
+    best_add(b, v, c0, n);
 }
 
 /* Best of REPS for both sides, alternating libstage and baseline runs.
@@ -729,16 +631,7 @@ static void memory(void)
 
 int main(int argc, char **argv)
 {
-    const char *arg = argc > 1 ? argv[1] : getenv("BENCH_SCALE");
-    if (arg && *arg) {
-        char *end;
-        scale = strtod(arg, &end);
-        if (*end || !(scale > 0) || scale > 1000) {
-            fprintf(stderr, "usage: %s [SCALE]   (SCALE > 0, default 1; "
-                            "0.1 for a quick run)\n", argv[0]);
-            return 2;
-        }
-    }
+    parse_scale(argc, argv);
     pin_init();
     char load[64];
     loadavg(load, sizeof load);
@@ -754,11 +647,7 @@ int main(int argc, char **argv)
            REPS);
     printf("load average at start: %s\n", load);
     printf("ratio = libstage / baseline (below 1: libstage is cheaper)\n\n");
-    printf("%-3s %-39s %-9s %9s %9s %7s %5s %5s  %s\n", "#", "measurement",
-           "unit", "libstage", "baseline", "ratio", "cs/op", "cs/op",
-           "baseline is");
-    printf("%-3s %-39s %-9s %9s %9s %7s %5s %5s\n", "", "", "", "", "", "",
-           "lib", "base");
+    print_columns();
 
     int64_t start = stage_now();
 

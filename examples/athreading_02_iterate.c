@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * athreading.md, block 3: "Iterator -> AsyncIterator", Synchronous.
- * (Block 4, the asynchronous half, waits for libstage's generators.)
+ * (Block 4, the asynchronous half: athreading_04_iterate_async.c.)
  *
  * worker(3) is a generator: every 0.5 s (blocking) it yields the current
  * time.  In C a generator is a struct holding its state and a function that

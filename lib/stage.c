@@ -289,23 +289,6 @@ static int track(stage *st, stage_future *task, stage_future **out)
     return 0;
 }
 
-int stage_go(stage *st, stage_task_fn fn, void *arg,
-             stage_destroy_fn result_destroy, stage_future **out)
-{
-    if (!st || !fn)
-        return EINVAL;
-    int err = enter(st);
-    if (err)
-        return err;
-    stage_future *task;
-    err = stage__pool_submit(st->pool, fn, arg, result_destroy, st, &task);
-    if (err) {
-        leave(st);
-        return err;
-    }
-    return track(st, task, out);
-}
-
 static void *loop_main(void *arg)
 {
     stage *st = arg;
@@ -362,24 +345,43 @@ static int stage_loop_get(stage *st, stage_loop **out)
     return 0;
 }
 
-int stage_go_coro(stage *st, stage_task_fn fn, void *arg,
-                  stage_destroy_fn result_destroy, stage_future **out)
+/* Start a task of the Stage: on its pool, or as a coroutine of its loop. */
+static int go(stage *st, int coro, stage_task_fn fn, void *arg,
+              stage_destroy_fn result_destroy, stage_future **out)
 {
     if (!st || !fn)
         return EINVAL;
     int err = enter(st);
     if (err)
         return err;
-    stage_loop *loop;
     stage_future *task;
-    err = stage_loop_get(st, &loop);
-    if (!err)
-        err = stage__coro_spawn(loop, fn, arg, result_destroy, 0, st, &task);
+    if (coro) {
+        stage_loop *loop;
+        err = stage_loop_get(st, &loop);
+        if (!err)
+            err = stage__coro_spawn(loop, fn, arg, result_destroy, 0, st,
+                                    &task);
+    } else {
+        err = stage__pool_submit(st->pool, fn, arg, result_destroy, st,
+                                 &task);
+    }
     if (err) {
         leave(st);
         return err;
     }
     return track(st, task, out);
+}
+
+int stage_go(stage *st, stage_task_fn fn, void *arg,
+             stage_destroy_fn result_destroy, stage_future **out)
+{
+    return go(st, 0, fn, arg, result_destroy, out);
+}
+
+int stage_go_coro(stage *st, stage_task_fn fn, void *arg,
+                  stage_destroy_fn result_destroy, stage_future **out)
+{
+    return go(st, 1, fn, arg, result_destroy, out);
 }
 
 /* ---- Closing ------------------------------------------------------------ */
