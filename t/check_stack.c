@@ -470,9 +470,11 @@ static int reg_rounds[NREG_CORO];
 
 static inline long mix(long x, long k)
 {
-    x ^= x >> 29;
-    x *= 0x5851f42d4c957f2dL;
-    return x ^ (k << 11) ^ (x >> 31);
+    /* Unsigned arithmetic: wrapping is defined (UBSan stays quiet). */
+    unsigned long u = (unsigned long)x;
+    u ^= u >> 29;
+    u *= 0x5851f42d4c957f2dUL;
+    return (long)(u ^ ((unsigned long)k << 11) ^ (u >> 31));
 }
 
 /* Twenty live values depending on the argument: gcc -O2 keeps as many as
