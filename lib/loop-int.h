@@ -120,7 +120,6 @@ struct stage_loop {
     atomic_size_t refs;
 
     /* Everything below belongs to the owner thread alone. */
-    pthread_t owner;
     int wake_rd, wake_wr;  /* eventfd (same fd twice) or pipe; -1: none */
     stage__list ready;     /* runnable, for the next batch */
     stage__list batch;     /* runnable, this batch */
@@ -155,7 +154,6 @@ void stage__loop_poke_after(stage_loop *loop, int mode);
 void stage__loop_unref(stage_loop *loop);
 void stage__loop_suspend(stage_loop *loop);                  /* coroutine */
 
-int stage__loop_run_once(stage_loop *loop);
 
 /* ---- fd.c ---- */
 void stage__loop_poke_fd(stage_loop *loop);

@@ -84,7 +84,6 @@ stage_loop *stage__loop_ensure(int *err)
     stage__list_init(&loop->live);
     stage__heap_init(&loop->timers);
     atomic_init(&loop->refs, 1);
-    loop->owner = pthread_self();
     loop->wake_rd = loop->wake_wr = -1;
     stage__coro_root_init(loop);
     tls_loop = loop;
@@ -168,9 +167,11 @@ void stage__waiter_done(stage__waiter *w)
  *
  * On the owner thread no lock is needed: the CAS alone arbitrates, and the
  * owner is running (this code), so it cannot be asleep.  From another
- * thread the CAS happens under loop->lock, which the root takes before it
- * sleeps and before the loop is freed: the waker is done with the loop by
- * the time the owner can observe the outcome under that lock.
+ * thread the CAS happens under loop->lock, which the root also takes to
+ * check its outcome before it sleeps, so no wake-up is lost; the waker
+ * holds a reference on the loop, so it may poke it after dropping the
+ * lock even if the owner frees the loop meanwhile (the last reference
+ * frees it).
  */
 int stage__waiter_wake(stage__waiter *w, int outcome)
 {
@@ -437,11 +438,6 @@ int stage_loop_run(stage_loop *loop, stage_future *until, double timeout)
     err = stage__waiter_outcome(&w) == STAGE__PENDING ? 0 : outcome_error(&w);
     stage__waiter_done(&w);
     return err;
-}
-
-int stage__loop_run_once(stage_loop *loop)
-{
-    return run(loop, NULL, -1, RUN_ONCE);
 }
 
 int stage_loop_free(stage_loop *loop)
