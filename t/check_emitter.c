@@ -50,16 +50,22 @@ static void lis_ud_free(void *p)
     atomic_fetch_add(&l->ud_freed, 1);
 }
 
+/* Serialises the recording of concurrent runs of one listener (the test
+ * reads what they recorded only after their responses settled). */
+static pthread_mutex_t rec_lock = PTHREAD_MUTEX_INITIALIZER;
+
 static void *listener(const char *event, void *data, void *user_data)
 {
     lis *l = user_data;
 
+    pthread_mutex_lock(&rec_lock);
     snprintf(l->event, sizeof l->event, "%s", event);
     l->data = data;
     l->tid = t_gettid();
     l->in_coro = stage_loop_count(stage_loop_current()) > 0;
     if (l->data_freed)
         l->data_freed_seen = atomic_load(l->data_freed);
+    pthread_mutex_unlock(&rec_lock);
     if (l->reg_em)
         stage_emitter_on(l->reg_em, "data", listener, l->reg, NULL,
                          t_val_free, 0);
