@@ -342,6 +342,73 @@ STAGE_API size_t stage_tunnel_reader_missed(stage_tunnel_reader *reader);
 STAGE_API int stage_tunnel_collect(stage_tunnel *tunnel, double idle_timeout,
                                    void ***items, size_t *count);
 
+/* ---- Event emitters: stage_emitter_new(3) ------------------------------- */
+
+/* Listeners by event name, run as tasks of a Stage at each emit; each emit
+ * returns one response (the listener's future) per listener. */
+typedef struct stage_emitter stage_emitter;
+/* A listener: its return value resolves its response; stage_task_fail()
+ * makes the response fail instead. */
+typedef void *(*stage_listener_fn)(const char *event, void *data,
+                                   void *user_data);
+
+/* Run the listener as a coroutine on the Stage's loop (default: on its
+ * pool). */
+#define STAGE_LISTENER_CORO 0x1u
+
+STAGE_API stage_emitter *stage_emitter_new(stage *st);
+STAGE_API stage_emitter *stage_emitter_ref(stage_emitter *em);
+STAGE_API void stage_emitter_unref(stage_emitter *em);
+STAGE_API int stage_emitter_on(stage_emitter *em, const char *event,
+                               stage_listener_fn fn, void *user_data,
+                               stage_destroy_fn user_data_destroy,
+                               stage_destroy_fn result_destroy,
+                               unsigned int flags);
+STAGE_API int stage_emitter_once(stage_emitter *em, const char *event,
+                                 stage_listener_fn fn, void *user_data,
+                                 stage_destroy_fn user_data_destroy,
+                                 stage_destroy_fn result_destroy,
+                                 unsigned int flags);
+/* Remove the latest registration of (fn, user_data); ENOENT if none. */
+STAGE_API int stage_emitter_off(stage_emitter *em, const char *event,
+                                stage_listener_fn fn, void *user_data);
+/* Remove every listener of `event` (NULL: of every event). */
+STAGE_API int stage_emitter_off_all(stage_emitter *em, const char *event);
+STAGE_API size_t stage_emitter_count(stage_emitter *em, const char *event);
+/* Never waits for a listener; *responses: a malloc'd array, one reference
+ * each, regular listeners first, then once-listeners. */
+STAGE_API int stage_emitter_emit(stage_emitter *em, const char *event,
+                                 void *data, stage_destroy_fn data_destroy,
+                                 stage_future ***responses, size_t *count);
+STAGE_API int stage_emitter_close(stage_emitter *em);
+
+/* ---- Servers: stage_server_new(3) --------------------------------------- */
+
+/* Control inversion: clients' calls wait until a server thread processes
+ * their requests, one per stage_server_process, when it chooses. */
+typedef struct stage_server stage_server;
+/* Settles `reply` (borrowed) for `request` (borrowed until it returns);
+ * a non-zero return fails the reply with that error. */
+typedef int (*stage_handler_fn)(stage_server *srv, void *request,
+                                stage_future *reply, void *user_data);
+
+STAGE_API stage_server *stage_server_new(stage_handler_fn handler,
+                                         void *user_data,
+                                         stage_destroy_fn user_data_destroy);
+STAGE_API stage_server *stage_server_ref(stage_server *srv);
+STAGE_API void stage_server_unref(stage_server *srv);
+/* Client side (hybrid): queue the request, wait for the reply's value
+ * (transferred to the caller). */
+STAGE_API int stage_server_call(stage_server *srv, void *request,
+                                double timeout, void **reply);
+/* Server side: handle one pending request on the calling thread; EAGAIN
+ * at once when none is pending. */
+STAGE_API int stage_server_process(stage_server *srv);
+/* Wait until a request is pending (hybrid). */
+STAGE_API int stage_server_wait(stage_server *srv, double timeout);
+/* Pending calls return ECANCELED, later ones EPIPE. */
+STAGE_API int stage_server_close(stage_server *srv);
+
 #ifdef __cplusplus
 }
 #endif

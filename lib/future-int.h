@@ -55,6 +55,16 @@ struct stage_future {
                    * task can settle, read after it settled */
 };
 
+/* ---- future.c ---- */
+/* stage_future_add_callback (cb) or stage_future_observe (obs, when) with
+ * a record the caller allocated with malloc beforehand, so it cannot fail
+ * (emitter.c registers callbacks after starting tasks).  The future frees
+ * the record. */
+void stage__future_link_callback(stage_future *f, struct callback *c,
+                                 stage_future_cb cb, stage_observer_fn obs,
+                                 unsigned int when, void *user_data,
+                                 stage_destroy_fn destroy);
+
 /* ---- stage.c ---- */
 void stage__report(stage *st, stage_future *task, int err, const char *msg);
 /* A task future holds a reference on its Stage (the owner), so a report

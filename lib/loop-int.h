@@ -162,6 +162,10 @@ void stage__loop_fd_fini(stage_loop *loop);
 void stage__loop_close_wakefd(stage_loop *loop);
 
 int stage__waiter_init(stage__waiter *w);  /* 0, ECANCELED, ENOMEM */
+/* A waiter that is not attached to the calling task, so cancellation does
+ * not decide it (0, ENOMEM): for a short wait that a call must finish even
+ * when cancelled (server.c: a handler still using the caller's request). */
+int stage__waiter_init_shielded(stage__waiter *w);
 void stage__waiter_done(stage__waiter *w);
 int stage__waiter_park(stage__waiter *w, int64_t deadline);
 int stage__waiter_wake(stage__waiter *w, int outcome);

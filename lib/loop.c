@@ -134,7 +134,7 @@ void stage__loop_unref(stage_loop *loop)
 
 /* ---- Waiters ------------------------------------------------------------ */
 
-int stage__waiter_init(stage__waiter *w)
+int stage__waiter_init_shielded(stage__waiter *w)
 {
     int err = 0;
     stage_loop *loop = stage__loop_ensure(&err);
@@ -148,6 +148,15 @@ int stage__waiter_init(stage__waiter *w)
     w->item = NULL;
     w->pfd = STAGE__NOSLOT;
     w->revents = 0;
+    w->task = NULL;
+    return 0;
+}
+
+int stage__waiter_init(stage__waiter *w)
+{
+    int err = stage__waiter_init_shielded(w);
+    if (err)
+        return err;
     w->task = w->coro ? w->coro->task : stage__task_current();
     if (w->task)
         return stage__task_attach(w->task, w);
