@@ -315,6 +315,44 @@ START_TEST(test_wait_kinds_coro)
 }
 END_TEST
 
+/* A consumer coroutine waiting for a generator's item; the producer (a
+ * pool thread of a Stage) waits for an event first. */
+static void produce_late(stage_gen *gen, void *arg)
+{
+    stage_event_wait(arg, STAGE_FOREVER, NULL);
+    stage_gen_yield(gen, arg, NULL);
+}
+
+static void *do_next(void *arg)
+{
+    void *item;
+    stage_gen_next(arg, &item, STAGE_FOREVER);
+    return item;
+}
+
+START_TEST(test_wait_gen)
+{
+    stage *st = stage_new("gen", 1, 0);
+    stage_event *e = stage_event_new();
+    stage_gen *gen;
+    stage_future *f;
+
+    ck_assert_ptr_nonnull(st);
+    ck_assert_int_eq(stage_go_gen(st, produce_late, e, NULL, 1, 0, &gen), 0);
+    ck_assert_int_eq(stage_coro_spawn(NULL, do_next, gen, NULL, 0, &f), 0);
+    stage_future_set_name(f, "consumer");
+    stage_yield();
+    ck_assert_str_eq(desc(f), "<Task pending name='consumer' "
+                              "wait_for=<generator next>>");
+    stage_event_set(e, NULL);
+    ck_assert_int_eq(stage_future_wait(f, STAGE_FOREVER), 0);
+    stage_future_unref(f);
+    stage_gen_unref(gen);
+    stage_event_unref(e);
+    ck_assert_int_eq(stage_free(st), 0);
+}
+END_TEST
+
 /* A task waiting on another task shows that task (one level deep: not
  * what the inner one waits on). */
 START_TEST(test_wait_for_task)
@@ -453,7 +491,8 @@ END_TEST
 struct custom {
     double seconds;
     atomic_int freed;
-    stage_future *handed; /* the latest future handed out (a reference) */
+    stage_future *handed; /* the latest future handed out (a reference,
+                           * which the test releases) */
 };
 
 static void *custom_body(void *arg)
@@ -471,8 +510,7 @@ static stage_future *custom_await(void *object)
     stage_future *f = NULL;
     if (stage_coro_spawn(NULL, custom_body, c, t_val_free, 0, &f) != 0)
         return NULL;
-    stage_future_unref(c->handed);
-    c->handed = stage_future_ref(f);
+    c->handed = stage_future_ref(f); /* the test releases it */
     return f;
 }
 
@@ -513,6 +551,7 @@ START_TEST(test_await_thread)
     ck_assert_int_eq(atomic_load(&c.freed), 0); /* handed over */
     t_val_free(v);
     ck_assert_int_eq(atomic_load(&c.freed), 1);
+    stage_future_unref(c.handed);
 
     /* No value pointer: the value stays with the future, freed with it. */
     ck_assert_int_eq(stage_await(custom_await, &c, STAGE_FOREVER, NULL), 0);
@@ -537,13 +576,29 @@ struct await_in {
     struct custom *c;
     int err;
     void *v;
+    double timeout;
 };
 
 static void *await_body(void *arg)
 {
     struct await_in *a = arg;
-    a->err = stage_await(custom_await, a->c, 5.0, &a->v);
+    a->err = stage_await(custom_await, a->c,
+                         a->timeout > 0 ? a->timeout : 5.0, &a->v);
     return NULL;
+}
+
+/* The awaiting task f ends; its await gave up with `err`, got no value,
+ * and cancelled the future it was handed.  Releases both. */
+static void check_abandoned(stage_future *f, struct await_in *a, int err)
+{
+    ck_assert_int_eq(stage_future_wait(f, STAGE_FOREVER), 0);
+    ck_assert_int_eq(a->err, err);
+    ck_assert_ptr_null(a->v);
+    ck_assert_int_eq(stage_future_wait(a->c->handed, STAGE_FOREVER), 0);
+    ck_assert_int_eq(stage_future_state(a->c->handed), STAGE_CANCELLED);
+    stage_future_unref(a->c->handed);
+    a->c->handed = NULL;
+    stage_future_unref(f);
 }
 
 static void *cancelled_await(void *arg)
@@ -555,7 +610,7 @@ static void *cancelled_await(void *arg)
 START_TEST(test_await_coro)
 {
     struct custom c = {0.01, 0, NULL};
-    struct await_in a = {&c, -1, NULL};
+    struct await_in a = {&c, -1, NULL, 0};
     stage_future *f;
 
     ck_assert_int_eq(stage_coro_spawn(NULL, await_body, &a, NULL, 0, &f), 0);
@@ -579,13 +634,14 @@ START_TEST(test_await_coro)
              "pending name='%s'>>", name_of(f), name_of(c.handed));
     ck_assert_str_eq(desc(f), want);
     stage_future_cancel(f);
-    ck_assert_int_eq(stage_future_wait(f, STAGE_FOREVER), 0);
-    ck_assert_int_eq(a.err, ECANCELED);
-    ck_assert_ptr_null(a.v);
-    ck_assert_int_eq(stage_future_wait(c.handed, STAGE_FOREVER), 0);
-    ck_assert_int_eq(stage_future_state(c.handed), STAGE_CANCELLED);
-    stage_future_unref(c.handed);
-    stage_future_unref(f);
+    check_abandoned(f, &a, ECANCELED);
+
+    /* Timed out in a coroutine: the awaited coroutine is cancelled. */
+    a.err = -1;
+    a.timeout = 0.02;
+    ck_assert_int_eq(stage_coro_spawn(NULL, await_body, &a, NULL, 0, &f), 0);
+    check_abandoned(f, &a, ETIMEDOUT);
+    a.timeout = 0;
 
     /* Cancelled before it awaits: fn is not even called. */
     c.handed = NULL;
@@ -604,7 +660,7 @@ END_TEST
 START_TEST(test_await_thread_cancel)
 {
     struct custom c = {60, 0, NULL};
-    struct await_in a = {&c, -1, NULL};
+    struct await_in a = {&c, -1, NULL, 0};
     stage_future *f;
 
     ck_assert_int_eq(stage_thread_spawn(await_body, &a, NULL, &f), 0);
@@ -656,6 +712,7 @@ static Suite *describe_suite(void)
     tcase_add_test(tc, test_task_states);
     tcase_add_test(tc, test_wait_kinds_coro);
     tcase_add_test(tc, test_wait_for_task);
+    tcase_add_test(tc, test_wait_gen);
     tcase_add_test(tc, test_wait_kinds_thread);
     tcase_add_test(tc, test_describe_concurrently);
     tc = t_tcase(s, "await", 20);
