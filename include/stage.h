@@ -408,6 +408,35 @@ STAGE_API int stage_server_process(stage_server *srv);
 STAGE_API int stage_server_wait(stage_server *srv, double timeout);
 /* Pending calls return ECANCELED, later ones EPIPE. */
 STAGE_API int stage_server_close(stage_server *srv);
+/* ---- Task-local variables: stage_local_new(3) --------------------------- */
+
+/* asyncio's contextvars: a value per task.  A new task starts with a copy
+ * of its creator's values; its changes never reach its creator or its
+ * siblings.  Values are borrowed: the library never frees them. */
+typedef struct stage_local stage_local;
+
+STAGE_API stage_local *stage_local_new(const char *name, void *default_value);
+STAGE_API void stage_local_free(stage_local *key);
+STAGE_API const char *stage_local_name(stage_local *key);
+/* The current task's value, or the default. */
+STAGE_API void *stage_local_get(stage_local *key);
+STAGE_API int stage_local_set(stage_local *key, void *value);
+/* Run fn(arg) inline in a copy of the current context (ctx.run). */
+STAGE_API int stage_local_run(stage_task_fn fn, void *arg, void **result);
+
+/* ---- Introspection and awaitables: stage_future_describe(3) ------------- */
+
+/* One line, like asyncio's repr: "<Task pending name='Task-1'
+ * wait_for=<sleep 2.000s, 1.500s left>>".  0, or ERANGE when cut short. */
+STAGE_API int stage_future_describe(stage_future *future, char *buf,
+                                    size_t size);
+
+/* A custom awaitable: a function that hands out a future for one await
+ * (one new reference), like Python's __await__. */
+typedef stage_future *(*stage_await_fn)(void *object);
+/* Call fn(object), wait for its future (hybrid), hand the value over. */
+STAGE_API int stage_await(stage_await_fn fn, void *object, double timeout,
+                          void **value);
 
 #ifdef __cplusplus
 }

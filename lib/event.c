@@ -110,8 +110,9 @@ int stage_event_wait(stage_event *e, double timeout, void **payload)
     struct eop op = {e, NULL};
     stage__waiter w;
     int woken;
-    int err = stage__wait(&e->head.lock, &e->waiters, &w, NULL, deadline,
-                          attempt, &op, &woken);
+    int err = stage__wait_for(STAGE__FOR_EVENT, e, &e->head.lock,
+                              &e->waiters, &w, NULL, deadline, attempt, &op,
+                              &woken);
     if (!err && payload)
         *payload = woken ? w.item : op.payload;
     return err;

@@ -229,7 +229,7 @@ int stage_fd_wait(int fd, unsigned int events, double timeout,
         return 0;
     }
     stage__waiter w;
-    int err = stage__waiter_init(&w);
+    int err = stage__waiter_init_for(&w, STAGE__FOR_FD, NULL, fd, events);
     if (err)
         return err;
     stage_loop *loop = w.loop;

@@ -53,6 +53,10 @@ struct stage_future {
     atomic_int observed;
     stage *owner; /* the Stage that ran the task, or NULL; set before the
                    * task can settle, read after it settled */
+    /* Task-local variables (local.c): the task's context, captured from
+     * its creator when the future is made; NULL when empty.  Only the task
+     * itself reads or replaces it while it runs; freed at the last unref. */
+    struct stage__locals *locals;
 };
 
 /* ---- future.c ---- */

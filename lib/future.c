@@ -20,6 +20,7 @@
 #include "common-int.h"
 #include "loop-int.h"
 #include "future-int.h"
+#include "local-int.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -27,8 +28,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Numbers futures for default names; relaxed: only uniqueness matters. */
-static atomic_uint_fast64_t next_id;
+/* Number futures, and tasks apart (their default name is "Task-<id>", the
+ * first task of a process is Task-1); relaxed: only uniqueness matters. */
+static atomic_uint_fast64_t next_id, next_task_id;
 
 static stage_future *future_alloc(int is_task)
 {
@@ -47,7 +49,12 @@ static stage_future *future_alloc(int is_task)
     f->is_task = is_task;
     atomic_init(&f->observed, 0);
     atomic_init(&f->taken, 0);
-    f->id = atomic_fetch_add_explicit(&next_id, 1, memory_order_relaxed) + 1;
+    f->id = atomic_fetch_add_explicit(is_task ? &next_task_id : &next_id, 1,
+                                      memory_order_relaxed) +
+            1;
+    /* A task starts with its creator's task-local variables. */
+    if (is_task)
+        f->locals = stage__locals_capture();
     return f;
 }
 
@@ -106,6 +113,7 @@ void stage_future_unref(stage_future *f)
     free(f->msg);
     free(f->fail_msg);
     free(f->name);
+    stage__locals_unref(f->locals);
     if (f->owner)
         stage__unref(f->owner);
     pthread_mutex_destroy(&f->lock);
@@ -294,7 +302,7 @@ int stage_future_wait(stage_future *f, double timeout)
     if (self == f)
         return EDEADLK;
     stage__waiter w;
-    int err = stage__waiter_init(&w);
+    int err = stage__waiter_init_for(&w, STAGE__FOR_FUTURE, f, 0, 0);
     if (err)
         return err;
     pthread_mutex_lock(&f->lock);
@@ -473,6 +481,13 @@ const char *stage_future_name(stage_future *f)
     if (!f)
         return NULL;
     pthread_mutex_lock(&f->lock);
+    if (!f->name && f->is_task) {
+        /* A task's default name, made at the first request (not at the
+         * spawn: a hot path); NULL if out of memory. */
+        char buf[32];
+        snprintf(buf, sizeof buf, "Task-%llu", (unsigned long long)f->id);
+        f->name = strdup(buf);
+    }
     const char *name = f->name;
     pthread_mutex_unlock(&f->lock);
     return name;

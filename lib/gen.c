@@ -30,6 +30,7 @@
  */
 #include "common-int.h"
 #include "stream-int.h"
+#include "local-int.h"
 
 #include <string.h>
 
@@ -46,6 +47,9 @@ struct stage_gen {
     unsigned int flags;
     size_t cap;       /* ring size: buffer, or 1 in lockstep */
     int lockstep;
+    /* A lazy generator's creator's task-local variables, for its producer
+     * (which starts later, from a consumer); read by the one start. */
+    stage__locals *locals;
     /* Under the lock. */
     void **ring;
     size_t first, count;
@@ -86,6 +90,7 @@ static void gen_release(stage_gen *g)
     free(g->ring);
     free(g->msg);
     stage_future_unref(g->task);
+    stage__locals_unref(g->locals);
     stage__head_free(&g->head);
 }
 
@@ -165,8 +170,9 @@ int stage_gen_yield(stage_gen *g, void *item, void **sent)
     for (;;) {
         stage__waiter w;
         int woken;
-        int err = stage__wait(&g->head.lock, &g->producers, &w, NULL, -1,
-                              attempt_yield, &c, &woken);
+        int err = stage__wait_for(STAGE__FOR_GEN_YIELD, g, &g->head.lock,
+                                  &g->producers, &w, NULL, -1, attempt_yield,
+                                  &c, &woken);
         if (err) {
             /* Once placed, the item is the generator's whatever happens:
              * the next yield reports the cancellation.  A close cancels
@@ -194,9 +200,16 @@ static int start(stage_gen *g)
     if (!go)
         return 0;
     stage_future *task = NULL;
+    /* The producer starts with its creator's variables, not the first
+     * consumer's (a lazy one is started by that consumer). */
+    stage__locals *prev = NULL;
+    if (g->flags & STAGE_GEN_LAZY)
+        prev = stage__locals_install(g->locals);
     int err = (g->flags & STAGE_GEN_CORO)
                   ? stage_go_coro(g->st, producer, g, NULL, &task)
                   : stage_go(g->st, producer, g, NULL, &task);
+    if (g->flags & STAGE_GEN_LAZY)
+        stage__locals_restore(prev);
     pthread_mutex_lock(&g->head.lock);
     if (err) {
         /* The producer will never run: the stream ends with the error. */
@@ -283,8 +296,9 @@ static int next(stage_gen *g, void *value, void **item, double timeout)
     for (;;) {
         stage__waiter w;
         int woken;
-        int err = stage__wait(&g->head.lock, &g->consumers, &w, NULL, deadline,
-                          attempt_next, &c, &woken);
+        int err = stage__wait_for(STAGE__FOR_GEN_NEXT, g, &g->head.lock,
+                                  &g->consumers, &w, NULL, deadline,
+                                  attempt_next, &c, &woken);
         if (err) {
             if (c.requested) {
                 /* No item taken: the request stays for the next call. */
@@ -425,6 +439,8 @@ int stage_go_gen(stage *st, stage_gen_fn fn, void *arg,
     g->lockstep = buffer == 0;
     stage__list_init(&g->consumers);
     stage__list_init(&g->producers);
+    if (flags & STAGE_GEN_LAZY)
+        g->locals = stage__locals_capture();
     if (!(flags & STAGE_GEN_LAZY)) {
         int err = start(g);
         if (err) {

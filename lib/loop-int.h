@@ -56,7 +56,29 @@ typedef struct stage__waiter {
     void *item;           /* a value handed over by the waker */
     size_t pfd;           /* poll slot of an fd wait, or STAGE__NOSLOT */
     unsigned int revents; /* STAGE_FD_* reported by poll */
+    /* What the task waits on, for stage_future_describe: written before
+     * the waiter is attached to its task (stage__waiter_init_for) and
+     * never changed while attached, so a describer reading it under the
+     * task's lock (it finds it as task_waiter) reads it consistently. */
+    int for_kind;         /* STAGE__FOR_* */
+    const void *for_obj;  /* the future, queue, ... waited on, or NULL */
+    int64_t for_a, for_b; /* sleep: requested ns, deadline; fd: fd, events */
 } stage__waiter;
+
+/* Kinds of wait, for descriptions (describe.c names them). */
+enum {
+    STAGE__FOR_NONE = 0, /* a wait that says nothing of itself */
+    STAGE__FOR_SLEEP,
+    STAGE__FOR_FUTURE,   /* for_obj: the future (the waiter holds a ref) */
+    STAGE__FOR_LOOP,     /* stage_loop_run until no coroutine is left */
+    STAGE__FOR_FD,
+    STAGE__FOR_QUEUE_GET,
+    STAGE__FOR_QUEUE_PUT,
+    STAGE__FOR_EVENT,
+    STAGE__FOR_TUNNEL,
+    STAGE__FOR_GEN_NEXT, /* a consumer waiting for an item */
+    STAGE__FOR_GEN_YIELD /* a producer waiting for room or demand */
+};
 
 /* A stack mapping.  The coroutine record sits at its top; the usable stack
  * is [lo, coro record). */
@@ -166,6 +188,9 @@ int stage__waiter_init(stage__waiter *w);  /* 0, ECANCELED, ENOMEM */
  * not decide it (0, ENOMEM): for a short wait that a call must finish even
  * when cancelled (server.c: a handler still using the caller's request). */
 int stage__waiter_init_shielded(stage__waiter *w);
+/* The same, recording what is waited on (STAGE__FOR_*) for descriptions. */
+int stage__waiter_init_for(stage__waiter *w, int kind, const void *obj,
+                           int64_t a, int64_t b);
 void stage__waiter_done(stage__waiter *w);
 int stage__waiter_park(stage__waiter *w, int64_t deadline);
 int stage__waiter_wake(stage__waiter *w, int outcome);

@@ -134,7 +134,10 @@ void stage__loop_unref(stage_loop *loop)
 
 /* ---- Waiters ------------------------------------------------------------ */
 
-int stage__waiter_init_shielded(stage__waiter *w)
+/* The part common to every waiter: its loop, its context, no outcome yet,
+ * and the wait record (what it waits on, for stage_future_describe). */
+static int waiter_setup(stage__waiter *w, int kind, const void *obj,
+                        int64_t a, int64_t b)
 {
     int err = 0;
     stage_loop *loop = stage__loop_ensure(&err);
@@ -148,13 +151,32 @@ int stage__waiter_init_shielded(stage__waiter *w)
     w->item = NULL;
     w->pfd = STAGE__NOSLOT;
     w->revents = 0;
+    w->for_kind = kind;
+    w->for_obj = obj;
+    w->for_a = a;
+    w->for_b = b;
     w->task = NULL;
     return 0;
 }
 
+/* A waiter not attached to the calling task: cancellation does not decide
+ * it (for a short wait a call must finish even when cancelled). */
+int stage__waiter_init_shielded(stage__waiter *w)
+{
+    return waiter_setup(w, STAGE__FOR_NONE, NULL, 0, 0);
+}
+
 int stage__waiter_init(stage__waiter *w)
 {
-    int err = stage__waiter_init_shielded(w);
+    return stage__waiter_init_for(w, STAGE__FOR_NONE, NULL, 0, 0);
+}
+
+/* The one place where a task records that it parks (stage__task_attach
+ * publishes w under the task's lock): the wait record costs four stores. */
+int stage__waiter_init_for(stage__waiter *w, int kind, const void *obj,
+                           int64_t a, int64_t b)
+{
+    int err = waiter_setup(w, kind, obj, a, b);
     if (err)
         return err;
     w->task = w->coro ? w->coro->task : stage__task_current();
@@ -440,7 +462,7 @@ int stage_loop_run(stage_loop *loop, stage_future *until, double timeout)
     if (loop->current)
         return EDEADLK;
     stage__waiter w;
-    int err = stage__waiter_init(&w);
+    int err = stage__waiter_init_for(&w, STAGE__FOR_LOOP, NULL, 0, 0);
     if (err)
         return err;
     run(loop, &w, deadline, RUN_EMPTY);
@@ -494,7 +516,9 @@ int stage_sleep(double seconds)
     if (seconds == 0)
         return stage_yield();
     stage__waiter w;
-    int err = stage__waiter_init(&w);
+    int err = stage__waiter_init_for(&w, STAGE__FOR_SLEEP, NULL,
+                                     deadline < 0 ? -1 : (int64_t)(seconds * 1e9),
+                                     deadline);
     if (err)
         return err;
     err = stage__waiter_park(&w, deadline);

@@ -208,9 +208,10 @@ static int queue_wait(struct qop *op, double timeout)
     qwaiter qw;
     qw.err = 0;
     int woken;
-    int err = stage__wait(&q->head.lock, op->put ? &q->putters : &q->getters,
-                          &qw.w, op->put ? op->item : NULL, deadline,
-                          attempt, op, &woken);
+    int err = stage__wait_for(
+        op->put ? STAGE__FOR_QUEUE_PUT : STAGE__FOR_QUEUE_GET, q,
+        &q->head.lock, op->put ? &q->putters : &q->getters, &qw.w,
+        op->put ? op->item : NULL, deadline, attempt, op, &woken);
     if (err || !woken)
         return err ? err : op->err;
     if (!qw.err && !op->put)

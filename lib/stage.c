@@ -19,6 +19,7 @@
 #include "loop-int.h"
 #include "future-int.h"
 #include "pool-int.h"
+#include "local-int.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -100,7 +101,8 @@ void stage__report(stage *st, stage_future *task, int err, const char *msg)
     char buf[32];
     const char *name = task ? task->name : NULL;
     if (!name) {
-        snprintf(buf, sizeof buf, "task-%llu",
+        snprintf(buf, sizeof buf, "%s-%llu",
+                 task && !task->is_task ? "Future" : "Task",
                  task ? (unsigned long long)task->id : 0ULL);
         name = buf;
     }
@@ -570,12 +572,15 @@ int stage_run(stage_task_fn fn, void *arg, stage_destroy_fn result_destroy,
     stage_future *self = stage__task_current();
     if (loop && loop->current) {
         /* In a coroutine: run inline, but keep a failure of fn apart
-         * from the caller's own task state. */
+         * from the caller's own task state, and its task-local variables
+         * too (a copy, as a new task would get). */
         int saved_err = self->fail_err;
         char *saved_msg = self->fail_msg;
         self->fail_err = 0;
         self->fail_msg = NULL;
+        stage__locals *prev = stage__locals_install(self->locals);
         void *r = fn(arg);
+        stage__locals_restore(prev);
         int err = self->fail_err;
         free(self->fail_msg);
         self->fail_err = saved_err;

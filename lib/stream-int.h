@@ -83,7 +83,8 @@ static inline void stage__head_free(stage__head *h)
 typedef int (*stage__attempt_fn)(void *arg);
 
 /*
- * One hybrid wait.  `handover` is what the waiter offers while it is listed
+ * One hybrid wait.  `kind` and `obj` say what it waits on (STAGE__FOR_*,
+ * for stage_future_describe).  `handover` is what the waiter offers while it is listed
  * (w->item: a blocked putter's item), NULL otherwise.  Returns:
  *   0          the call is over: *woken says whether a waker decided it
  *              (then it handed its result over in *w), or an attempt did
@@ -93,10 +94,11 @@ typedef int (*stage__attempt_fn)(void *arg);
  *   ENOMEM     the calling thread has no loop and none can be made.
  * The cancellation check comes first, as in every blocking call.
  */
-static inline int stage__wait(pthread_mutex_t *lock, stage__list *list,
-                              stage__waiter *w, void *handover,
-                              int64_t deadline, stage__attempt_fn attempt,
-                              void *arg, int *woken)
+static inline int stage__wait_for(int kind, const void *obj,
+                                  pthread_mutex_t *lock, stage__list *list,
+                                  stage__waiter *w, void *handover,
+                                  int64_t deadline, stage__attempt_fn attempt,
+                                  void *arg, int *woken)
 {
     *woken = 0;
     stage_future *self = stage__task_current();
@@ -109,7 +111,7 @@ static inline int stage__wait(pthread_mutex_t *lock, stage__list *list,
         return 0;
     if (deadline >= 0 && deadline <= stage_now())
         return ETIMEDOUT;
-    int err = stage__waiter_init(w);
+    int err = stage__waiter_init_for(w, kind, obj, 0, 0);
     if (err)
         return err;
     w->item = handover;
@@ -133,6 +135,17 @@ static inline int stage__wait(pthread_mutex_t *lock, stage__list *list,
     }
     stage__waiter_done(w);
     return err;
+}
+
+/* stage__wait_for, for a wait that does not describe itself (kind
+ * STAGE__FOR_NONE: a task parked in it is described as waiting). */
+static inline int stage__wait(pthread_mutex_t *lock, stage__list *list,
+                              stage__waiter *w, void *handover,
+                              int64_t deadline, stage__attempt_fn attempt,
+                              void *arg, int *woken)
+{
+    return stage__wait_for(STAGE__FOR_NONE, NULL, lock, list, w, handover,
+                           deadline, attempt, arg, woken);
 }
 
 /* Pop the first waiter of `list` (under its lock), or NULL. */

@@ -334,8 +334,9 @@ int stage_tunnel_next(stage_tunnel_reader *r, void **item)
     do {
         /* Woken: something is there now (an item, or the end). */
         stage__waiter w;
-        err = stage__wait(&t->head.lock, &t->waiters, &w, NULL, deadline,
-                          next_attempt, &op, &woken);
+        err = stage__wait_for(STAGE__FOR_TUNNEL, t, &t->head.lock,
+                              &t->waiters, &w, NULL, deadline, next_attempt,
+                              &op, &woken);
     } while (!err && woken);
     if (err == ETIMEDOUT) {
         /* Idle for too long: this reader's iteration is over. */
@@ -389,8 +390,9 @@ int stage_tunnel_collect(stage_tunnel *t, double idle_timeout, void ***items,
         /* The idle clock starts again with every item. */
         stage__deadline(idle, &deadline);
         stage__waiter w;
-        err = stage__wait(&t->head.lock, &t->waiters, &w, NULL, deadline,
-                          collect_attempt, &op, &woken);
+        err = stage__wait_for(STAGE__FOR_TUNNEL, t, &t->head.lock,
+                              &t->waiters, &w, NULL, deadline,
+                              collect_attempt, &op, &woken);
     } while (!err && !op.ended);
     if (err && err != ETIMEDOUT)
         return err;

@@ -265,7 +265,7 @@ START_TEST(test_submit_failure)
     t_capture_end(&c, buf, sizeof buf);
     ck_assert_int_eq(stage_pool_free(p), 0);
     snprintf(want, sizeof want,
-             "libstage: unobserved task failure: %s: job 4 failed (task-",
+             "libstage: unobserved task failure: %s: job 4 failed (Task-",
              strerror(EPROTO));
     t_assert_has(buf, want);
 }

@@ -750,7 +750,7 @@ START_TEST(test_observer_failure_stderr)
     t_assert_has(buf, want);
     snprintf(want, sizeof want,
              "libstage: unobserved task failure: %s: an observer failed "
-             "(task-",
+             "(Future-",
              strerror(EPROTO));
     t_assert_has(buf, want);
     ck_assert_int_eq(stage_future_state(named), STAGE_DONE);
@@ -1055,7 +1055,7 @@ END_TEST
 /* ---- Error handlers ----------------------------------------------------- */
 
 /* Failures nobody collected go to the handler at close, once each, with the
- * task's name (or task-<N>), error and message, on the closing thread;
+ * task's name (or Task-<N>), error and message, on the closing thread;
  * collected ones (get, error, message, take) do not. */
 START_TEST(test_error_handler_reports)
 {

@@ -293,12 +293,12 @@ static inline t_report *t_reports_find(t_reports *rs, const char *task)
     return NULL;
 }
 
-/* "task-<N>" with N a positive decimal number. */
+/* "Task-<N>" with N a positive decimal number. */
 static inline int t_is_default_task_name(const char *name)
 {
     const char *p = name + 5;
 
-    if (strncmp(name, "task-", 5) != 0 || *p == '\0' || *p == '0')
+    if (strncmp(name, "Task-", 5) != 0 || *p == '\0' || *p == '0')
         return 0;
     for (; *p; p++)
         if (*p < '0' || *p > '9')
