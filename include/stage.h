@@ -19,6 +19,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h> /* pid_t */
 
 #ifdef __cplusplus
 extern "C" {
@@ -437,6 +438,52 @@ typedef stage_future *(*stage_await_fn)(void *object);
 /* Call fn(object), wait for its future (hybrid), hand the value over. */
 STAGE_API int stage_await(stage_await_fn fn, void *object, double timeout,
                           void **value);
+/* ---- I/O: stage_fd_read(3), stage_reader_new(3) ------------------------ */
+
+/* Hybrid reads and writes on non-blocking file descriptors (O_NONBLOCK). */
+STAGE_API int stage_fd_read(int fd, void *buf, size_t size, double timeout,
+                            size_t *nread);
+STAGE_API int stage_fd_write(int fd, const void *buf, size_t size,
+                             double timeout, size_t *nwritten);
+
+/* A buffered reader of lines over a non-blocking fd. */
+typedef struct stage_reader stage_reader;
+
+#define STAGE_READER_CLOSE 0x1u /* stage_reader_free closes the fd */
+/* The longest line when max_line is 0 (asyncio's StreamReader limit). */
+#define STAGE_READER_LINE_MAX ((size_t)65536)
+
+STAGE_API stage_reader *stage_reader_new(int fd, size_t max_line,
+                                         unsigned int flags);
+/* The next line, '\n' included (borrowed until the next call). */
+STAGE_API int stage_reader_line(stage_reader *reader, char **line,
+                                size_t *len, double timeout);
+/* Buffered bytes first, then at most one read(2). */
+STAGE_API int stage_reader_read(stage_reader *reader, void *buf, size_t size,
+                                double timeout, size_t *nread);
+STAGE_API void stage_reader_free(stage_reader *reader);
+
+/* ---- Subprocesses: stage_proc_spawn(3) ---------------------------------- */
+
+/* A child process started with posix_spawn, reaped by libstage alone. */
+typedef struct stage_proc stage_proc;
+
+#define STAGE_PROC_STDIN 0x1u  /* pipe the child's stdin */
+#define STAGE_PROC_STDOUT 0x2u /* pipe the child's stdout */
+#define STAGE_PROC_STDERR 0x4u /* pipe the child's stderr */
+#define STAGE_PROC_STDERR_TO_STDOUT 0x8u /* the child's stderr: its stdout */
+
+STAGE_API int stage_proc_spawn(const char *path, char *const argv[],
+                               char *const envp[], unsigned int flags,
+                               stage_proc **out);
+/* Our end of the pipe to the child's fd 0, 1 or 2, or -1 (borrowed). */
+STAGE_API int stage_proc_fd(stage_proc *proc, int which);
+STAGE_API int stage_proc_close_stdin(stage_proc *proc);
+STAGE_API pid_t stage_proc_pid(stage_proc *proc);
+/* Wait for the child to end (hybrid); *status as waitpid(2) reports it. */
+STAGE_API int stage_proc_wait(stage_proc *proc, double timeout, int *status);
+STAGE_API int stage_proc_kill(stage_proc *proc, int sig);
+STAGE_API void stage_proc_free(stage_proc *proc);
 
 #ifdef __cplusplus
 }

@@ -43,6 +43,14 @@ int stage__deadline(double timeout, int64_t *deadline)
     return 0;
 }
 
+double stage__time_left(int64_t deadline)
+{
+    if (deadline < 0)
+        return STAGE_FOREVER;
+    int64_t d = deadline - stage_now();
+    return d > 0 ? (double)d / 1e9 : 0.0;
+}
+
 _Noreturn void stage__panic(const char *file, int line, const char *what)
 {
     fprintf(stderr, "libstage: %s:%d: internal error: %s\n", file, line, what);

@@ -47,5 +47,9 @@ _Noreturn void stage__panic(const char *file, int line, const char *what);
 /* Relative timeout in seconds -> absolute CLOCK_MONOTONIC deadline in ns.
  * -1 means "no deadline".  Returns EINVAL for NaN. */
 int stage__deadline(double timeout, int64_t *deadline);
+/* Back to a relative timeout for a call that takes one, when a loop waits
+ * several times for one deadline: STAGE_FOREVER for -1, else the seconds
+ * left, 0 once it passed (a last look). */
+double stage__time_left(int64_t deadline);
 
 #endif

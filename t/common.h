@@ -184,10 +184,10 @@ static inline void t_latch_open(stage_future *f)
 
 /* ---- Check plumbing ----------------------------------------------------- */
 
-/* Threads of this process (Linux /proc), or -1 when unknown. */
-static inline int t_thread_count(void)
+/* Entries of a directory but . and .., or -1 when it cannot be read. */
+static inline int t_dir_count(const char *path)
 {
-    DIR *d = opendir("/proc/self/task");
+    DIR *d = opendir(path);
     struct dirent *e;
     int n = 0;
 
@@ -198,6 +198,19 @@ static inline int t_thread_count(void)
             n++;
     closedir(d);
     return n;
+}
+
+/* Threads of this process (Linux /proc), or -1 when unknown. */
+static inline int t_thread_count(void)
+{
+    return t_dir_count("/proc/self/task");
+}
+
+/* Open fds of this process (Linux /proc), or -1 when unknown.  (The count
+ * includes the one opendir uses, every time alike.) */
+static inline int t_fd_count(void)
+{
+    return t_dir_count("/proc/self/fd");
 }
 
 /* Threads alive when the test started (set by the setup fixture). */
