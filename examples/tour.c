@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -155,6 +156,54 @@ static void *starter(void *arg)
     stage_sleep(0.02);
     stage_event_set(arg, "go");
     return NULL;
+}
+
+/* 14. An event emitter: every listener answers every emit. */
+static void *shout(const char *event, void *data, void *user_data)
+{
+    printf("  %s listener got %s \"%s\"\n", (const char *)user_data, event,
+           (const char *)data);
+    return "ok";
+}
+
+/* 15. Control inversion: main serves a coroutine's call when it chooses. */
+static int add_one(stage_server *srv, void *request, stage_future *reply,
+                   void *user_data)
+{
+    (void)srv;
+    (void)user_data;
+    intptr_t x = *(intptr_t *)request; /* borrowed until we return */
+    return stage_future_resolve(reply, (void *)(x + 1), NULL);
+}
+
+static void *caller(void *arg)
+{
+    intptr_t x = 41;
+    void *y = NULL;
+    int err = stage_server_call(arg, &x, 1.0, &y); /* suspends until served */
+    return err ? stage_task_fail(err, "call") : y;
+}
+
+/* 16. Task-local variables: each task starts with its creator's values. */
+static stage_local *request;
+
+static void *serve(void *arg)
+{
+    const char *inherited = stage_local_get(request);
+    stage_local_set(request, arg); /* this task's own value */
+    stage_sleep(0.01);             /* the other handler runs */
+    printf("  handler %s: started with \"%s\", now \"%s\"\n",
+           (const char *)arg, inherited,
+           (const char *)stage_local_get(request));
+    return stage_local_get(request);
+}
+
+/* 17. A custom awaitable: an object whose await hands out a future. */
+static stage_future *await_twice(void *object)
+{
+    stage_future *f = NULL;
+    errno = stage_coro_spawn(NULL, twice, object, NULL, 0, &f);
+    return f;
 }
 
 int main(void)
@@ -349,6 +398,97 @@ int main(void)
     }
     check(seen == 6, "both readers saw 1 2 3");
     stage_tunnel_unref(tn);
+
+    printf("\n14. An event emitter: a pool listener and a coroutine listener:\n");
+    stage *est = stage_new("tour", 0, 0);
+    stage_emitter *em = stage_emitter_new(est);
+    stage_emitter_on(em, "news", shout, "pool", NULL, NULL, 0);
+    stage_emitter_on(em, "news", shout, "coroutine", NULL, NULL,
+                     STAGE_LISTENER_CORO);
+    stage_future **resp = NULL;
+    size_t nresp = 0;
+    int answered = 0;
+    if (stage_emitter_emit(em, "news", "hello", NULL, &resp, &nresp) == 0) {
+        for (size_t i = 0; i < nresp; i++) { /* emit did not wait: we do */
+            void *v;
+            answered += stage_future_get(resp[i], 1.0, &v) == 0 &&
+                        strcmp(v, "ok") == 0;
+            stage_future_unref(resp[i]);
+        }
+        free(resp);
+    }
+    check(nresp == 2 && answered == 2, "both listeners answered");
+    stage_emitter_unref(em);
+    stage_free(est);
+
+    printf("\n15. Control inversion: main serves a coroutine's call:\n");
+    stage_server *srv = stage_server_new(add_one, NULL, NULL);
+    stage_future *cl;
+    stage_coro_spawn(NULL, caller, srv, NULL, 0, &cl);
+    check(stage_server_process(srv) == EAGAIN, "nothing to serve yet");
+    stage_server_wait(srv, 1.0); /* runs the coroutine, which calls */
+    check(stage_server_process(srv) == 0, "main served one request");
+    void *got = NULL;
+    err = stage_future_get(cl, 1.0, &got);
+    printf("  the client got %d\n", (int)(intptr_t)got);
+    check(err == 0 && (intptr_t)got == 42, "41 + 1 = 42");
+    stage_future_unref(cl);
+    stage_server_unref(srv);
+
+    printf("\n16. Task-local variables, and what a task waits on:\n");
+    request = stage_local_new("request", "none");
+    stage_local_set(request, "main's");
+    stage_future *h[2];
+    stage_coro_spawn(NULL, serve, "A", NULL, 0, &h[0]);
+    stage_coro_spawn(NULL, serve, "B", NULL, 0, &h[1]);
+    stage_future_set_name(h[1], "handler-B");
+    stage_yield(); /* both start and sleep */
+    char line[128];
+    stage_future_describe(h[1], line, sizeof line);
+    printf("  %s\n", line);
+    void *va = NULL, *vb = NULL;
+    stage_future_get(h[0], 1.0, &va);
+    stage_future_get(h[1], 1.0, &vb);
+    stage_future_describe(h[1], line, sizeof line);
+    printf("  %s\n", line);
+    printf("  main still has \"%s\"\n", (const char *)stage_local_get(request));
+    check(va && vb && strcmp(va, "A") == 0 && strcmp(vb, "B") == 0 &&
+              strcmp(stage_local_get(request), "main's") == 0,
+          "each task kept its own value");
+    stage_future_unref(h[0]);
+    stage_future_unref(h[1]);
+    stage_local_free(request);
+
+    printf("\n17. A custom awaitable (an object that hands out a future):\n");
+    void *r = NULL;
+    err = stage_await(await_twice, (void *)21, 1.0, &r);
+    printf("  await twice(21) = %d\n", err ? -1 : (int)(intptr_t)r);
+    check(err == 0 && (intptr_t)r == 42, "awaited 42");
+
+    printf("\n18. A subprocess: its output read line by line, then reaped:\n");
+    char *sh_argv[] = {"sh", "-c", "echo one; echo two; exit 3", NULL};
+    stage_proc *proc;
+    int lines = 0, status = -1;
+    err = stage_proc_spawn("/bin/sh", sh_argv, NULL, STAGE_PROC_STDOUT, &proc);
+    if (err == 0) {
+        /* The pipe is non-blocking: reading suspends a coroutine, blocks a
+         * thread (main here, whose loop runs meanwhile). */
+        stage_reader *out = stage_reader_new(stage_proc_fd(proc, 1), 0, 0);
+        char *text;
+        size_t len;
+        while (stage_reader_line(out, &text, &len, 5.0) == 0 && text) {
+            printf("  child says: %s", text);
+            lines++;
+        }
+        stage_reader_free(out);
+        err = stage_proc_wait(proc, 5.0, &status); /* reaps this child only */
+        printf("  child exited with status %d\n",
+               WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+        stage_proc_free(proc);
+    }
+    check(err == 0 && lines == 2 && WIFEXITED(status) &&
+              WEXITSTATUS(status) == 3,
+          "two lines, then exit 3");
 
     stage_loop_free(stage_loop_current());
     printf("\n%s\n", failures ? "Some steps misbehaved." : "Tour complete.");
