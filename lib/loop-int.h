@@ -162,6 +162,10 @@ void stage__loop_fd_fini(stage_loop *loop);
 void stage__loop_close_wakefd(stage_loop *loop);
 
 int stage__waiter_init(stage__waiter *w);  /* 0, ECANCELED, ENOMEM */
+/* A waiter that the calling task's cancellation does not decide, for the
+ * waits that must end however they are asked to (a cancelled scope's close
+ * waiting for its tasks, which are cancelled too).  0 or ENOMEM. */
+int stage__waiter_init_shielded(stage__waiter *w);
 void stage__waiter_done(stage__waiter *w);
 int stage__waiter_park(stage__waiter *w, int64_t deadline);
 int stage__waiter_wake(stage__waiter *w, int outcome);

@@ -134,7 +134,9 @@ void stage__loop_unref(stage_loop *loop)
 
 /* ---- Waiters ------------------------------------------------------------ */
 
-int stage__waiter_init(stage__waiter *w)
+/* Set w up for the calling context; attach it to the calling task unless
+ * `shielded`, so that the task's cancellation decides it. */
+static int waiter_setup(stage__waiter *w, int shielded)
 {
     int err = 0;
     stage_loop *loop = stage__loop_ensure(&err);
@@ -148,10 +150,19 @@ int stage__waiter_init(stage__waiter *w)
     w->item = NULL;
     w->pfd = STAGE__NOSLOT;
     w->revents = 0;
-    w->task = w->coro ? w->coro->task : stage__task_current();
+    w->task = shielded ? NULL
+              : w->coro ? w->coro->task
+                        : stage__task_current();
     if (w->task)
         return stage__task_attach(w->task, w);
     return 0;
+}
+
+int stage__waiter_init(stage__waiter *w) { return waiter_setup(w, 0); }
+
+int stage__waiter_init_shielded(stage__waiter *w)
+{
+    return waiter_setup(w, 1);
 }
 
 void stage__waiter_done(stage__waiter *w)

@@ -92,15 +92,18 @@ typedef int (*stage__attempt_fn)(void *arg);
  *   ECANCELED  the calling task is cancelled;
  *   ENOMEM     the calling thread has no loop and none can be made.
  * The cancellation check comes first, as in every blocking call.
+ * stage__wait_as(..., shielded = 1) skips it and parks a waiter that the
+ * task's cancellation does not decide (stage__waiter_init_shielded), so it
+ * never returns ECANCELED: for waits that must end (a scope's close).
  */
-static inline int stage__wait(pthread_mutex_t *lock, stage__list *list,
-                              stage__waiter *w, void *handover,
-                              int64_t deadline, stage__attempt_fn attempt,
-                              void *arg, int *woken)
+static inline int stage__wait_as(pthread_mutex_t *lock, stage__list *list,
+                                 stage__waiter *w, void *handover,
+                                 int64_t deadline, stage__attempt_fn attempt,
+                                 void *arg, int *woken, int shielded)
 {
     *woken = 0;
     stage_future *self = stage__task_current();
-    if (self && stage__task_cancel_requested(self))
+    if (!shielded && self && stage__task_cancel_requested(self))
         return ECANCELED;
     pthread_mutex_lock(lock);
     int done = attempt(arg);
@@ -109,7 +112,8 @@ static inline int stage__wait(pthread_mutex_t *lock, stage__list *list,
         return 0;
     if (deadline >= 0 && deadline <= stage_now())
         return ETIMEDOUT;
-    int err = stage__waiter_init(w);
+    int err = shielded ? stage__waiter_init_shielded(w)
+                       : stage__waiter_init(w);
     if (err)
         return err;
     w->item = handover;
@@ -133,6 +137,15 @@ static inline int stage__wait(pthread_mutex_t *lock, stage__list *list,
     }
     stage__waiter_done(w);
     return err;
+}
+
+static inline int stage__wait(pthread_mutex_t *lock, stage__list *list,
+                              stage__waiter *w, void *handover,
+                              int64_t deadline, stage__attempt_fn attempt,
+                              void *arg, int *woken)
+{
+    return stage__wait_as(lock, list, w, handover, deadline, attempt, arg,
+                          woken, 0);
 }
 
 /* Pop the first waiter of `list` (under its lock), or NULL. */
