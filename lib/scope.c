@@ -77,12 +77,14 @@ struct stage_scope {
     /* The handle, the opener's slot, each child, each member, the
      * watchdog.  acq_rel on the decrement: the last sees every write. */
     atomic_size_t refs;
+    /* Set by stage_scope_new, then never changed. */
     stage *st;            /* one reference (stage__ref) */
     stage_loop *loop;     /* the opener's loop (coroutines), one reference */
     unsigned int flags;
     unsigned int number;  /* for the tasks' default names */
     uint64_t opener;      /* context id of the opener */
     stage_scope *parent;  /* one reference, or NULL */
+    int in_task;          /* opened by a task of the parent, which waits */
     stage__node sibling;  /* on parent->children, under parent->lock */
     int64_t deadline;     /* absolute (ns), or -1 */
     stage__list children; /* (L) child scopes, until their close */
@@ -196,6 +198,19 @@ static stage_scope *home(struct ctx *c)
     while (sc && sc->opener == c->id)
         sc = sc->parent;
     return sc;
+}
+
+/* Would closing sc wait for the calling context?  Yes if the caller is a
+ * task of sc, or of a scope opened (transitively) by a task of sc. */
+static int waits_for_caller(stage_scope *sc, struct ctx *c)
+{
+    for (stage_scope *s = home(c); s; s = s->parent) {
+        if (s == sc)
+            return 1;
+        if (!s->in_task)
+            break;
+    }
+    return 0;
 }
 
 /* ---- Cancellation ------------------------------------------------------- */
@@ -322,6 +337,7 @@ stage_scope *stage_scope_new(stage *st, unsigned int flags, double timeout)
     if (parent) {
         scope_ref(parent);
         sc->parent = parent;
+        sc->in_task = parent->opener != c.id; /* we are a task of it */
         pthread_mutex_lock(&parent->lock);
         stage__list_push(&parent->children, &sc->sibling);
         int cancelled = parent->cancelled;
@@ -590,7 +606,7 @@ static int close_scope(stage_scope *sc, double timeout, int implicit)
         return EINVAL;
     struct ctx c;
     ctx_current(&c);
-    if (home(&c) == sc)
+    if (waits_for_caller(sc, &c))
         return EDEADLK; /* a task of the scope would wait for itself */
     pthread_mutex_lock(&sc->lock);
     int err = atomic_load_explicit(&sc->done, memory_order_relaxed) ? EPIPE

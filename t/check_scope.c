@@ -662,15 +662,31 @@ END_TEST
 typedef struct self_closer {
     stage_scope *sc;
     stage_future *gate;
-    int close_rc, go_rc;
+    int close_rc, go_rc, deep_rc, inner_rc;
     atomic_int freed;
 } self_closer;
+
+/* A task of a scope opened by a task of a->sc: closing a->sc would wait
+ * for this task too. */
+static void *deep_closer_body(void *arg)
+{
+    self_closer *a = arg;
+
+    a->deep_rc = stage_scope_close(a->sc, 0);
+    return NULL;
+}
 
 static void *self_closer_body(void *arg)
 {
     self_closer *a = arg;
+    stage_scope *inner = stage_scope_new(NULL, 0, STAGE_FOREVER);
 
     a->close_rc = stage_scope_close(a->sc, 0);
+    if (inner != NULL) {
+        stage_scope_go_coro(inner, deep_closer_body, a, NULL, NULL);
+        a->inner_rc = stage_scope_close(inner, 60.0);
+        stage_scope_free(inner);
+    }
     /* Wait until the opener is in close, then start a sibling. */
     stage_future_wait(a->gate, 60.0);
     a->go_rc = stage_scope_go_coro(a->sc, val_body, &a->freed, t_val_free,
@@ -691,13 +707,15 @@ START_TEST(test_self_close)
 
     a.sc = sc;
     a.gate = t_latch();
-    a.close_rc = a.go_rc = -1;
+    a.close_rc = a.go_rc = a.deep_rc = a.inner_rc = -1;
     atomic_init(&a.freed, 0);
     stage_future_unref(go(sc, 0, self_closer_body, &a, NULL));
     /* This coroutine runs only once the main thread waits in close. */
     stage_future_unref(go(sc, 1, open_gate, a.gate, NULL));
     ck_assert_int_eq(stage_scope_close(sc, T_LONG), 0);
     ck_assert_int_eq(a.close_rc, EDEADLK);
+    ck_assert_int_eq(a.deep_rc, EDEADLK);
+    ck_assert_int_eq(a.inner_rc, 0);
     ck_assert_int_eq(a.go_rc, 0);
     ck_assert_int_eq(atomic_load(&a.freed), 1); /* the sibling ran */
     stage_scope_free(sc);
