@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * async-tamer.md, block 2: "The `@tamed` decorator" - its Asynchronous
- * Execution and Synchronous Execution parts (AsyncScope comes later).
+ * async-tamer.md, block 2: "The `@tamed` decorator" - its Asynchronous,
+ * Synchronous and AsyncScope Execution parts.
  *
  * In libstage every coroutine function is "tamed": stage_run calls it from
  * anywhere.  From a plain thread it blocks like an ordinary function; in a
@@ -21,26 +21,21 @@
  *   sync > DELAY(.1)
  *   sync > DELAY(.5)
  *
+ * AsyncScope: the three echoes are started in a scope, as coroutines of
+ * the main thread's loop, and overlap again; closing the scope waits for
+ * them (about 1 s):
+ *
+ *   scope > DELAY(.1)
+ *   scope > DELAY(.5)
+ *   scope > DELAY(1)
+ *
  * Times are scaled by STAGE_TIME_SCALE (seed.h).
  */
 #include "seed.h"
+#include "tamer.h" /* slow_echo */
 
 #include <stage.h>
 #include <stdio.h>
-
-struct echo {
-    const char *msg;
-    double delay;
-};
-
-/* @tamed async def slow_echo(msg, delay) */
-static void *slow_echo(void *arg)
-{
-    struct echo *echo = arg;
-    stage_sleep(seed_time(echo->delay));
-    printf("%s\n", echo->msg);
-    return NULL;
-}
 
 /* ============================
  * Asynchronous Execution
@@ -84,6 +79,22 @@ int main(void)
     stage_run(slow_echo, &s2, NULL, NULL);
     stage_run(slow_echo, &s3, NULL, NULL);
 
+    /* ============================
+     * AsyncScope Execution
+     * ============================ */
+
+    struct echo c1 = {"scope > DELAY(1)", 1};
+    struct echo c2 = {"scope > DELAY(.1)", 0.1};
+    struct echo c3 = {"scope > DELAY(.5)", 0.5};
+    stage_scope *scope = stage_scope_new(NULL, 0, STAGE_FOREVER);
+    if (!scope)
+        return 1;
+    stage_scope_go_coro(scope, slow_echo, &c1, NULL, NULL);
+    stage_scope_go_coro(scope, slow_echo, &c2, NULL, NULL);
+    stage_scope_go_coro(scope, slow_echo, &c3, NULL, NULL);
+    int err = stage_scope_close(scope, STAGE_FOREVER);
+    stage_scope_free(scope);
+
     stage_loop_free(stage_loop_current());
-    return 0;
+    return err ? 1 : 0;
 }

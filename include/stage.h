@@ -484,6 +484,47 @@ STAGE_API pid_t stage_proc_pid(stage_proc *proc);
 STAGE_API int stage_proc_wait(stage_proc *proc, double timeout, int *status);
 STAGE_API int stage_proc_kill(stage_proc *proc, int sig);
 STAGE_API void stage_proc_free(stage_proc *proc);
+/* ---- Scopes: stage_scope_new(3), stage_future_gather(3) ---------------- */
+
+/* Structured concurrency (async-tamer's AsyncScope, trio's nursery): every
+ * task started in a scope has finished when the scope closes, and no
+ * failure is left behind.  A task's future is its delayed result. */
+typedef struct stage_scope stage_scope;
+
+#define STAGE_SCOPE_WAIT 0x0u     /* exit mode (default): close waits */
+#define STAGE_SCOPE_CANCEL 0x1u   /* exit mode: close cancels, then waits */
+#define STAGE_SCOPE_RAISE 0x2u    /* exit mode: wait; report unread results */
+#define STAGE_SCOPE_CONTINUE 0x4u /* error mode: a failure does not cancel
+                                   * the siblings (default: it does) */
+
+STAGE_API stage_scope *stage_scope_new(stage *st, unsigned int flags,
+                                       double timeout);
+/* Start fn(arg) in the scope: on the Stage's pool, or as a coroutine on the
+ * loop of the thread that opened the scope. */
+STAGE_API int stage_scope_go(stage_scope *scope, stage_task_fn fn, void *arg,
+                             stage_destroy_fn result_destroy,
+                             stage_future **out);
+STAGE_API int stage_scope_go_coro(stage_scope *scope, stage_task_fn fn,
+                                  void *arg, stage_destroy_fn result_destroy,
+                                  stage_future **out);
+STAGE_API int stage_scope_cancel(stage_scope *scope);
+/* Wait until every task has finished (hybrid); 0 or the first failure
+ * nobody collected. */
+STAGE_API int stage_scope_close(stage_scope *scope, double timeout);
+/* The failures that close collected, in the order they happened. */
+STAGE_API int stage_scope_failure(stage_scope *scope, size_t index,
+                                  const char **task_name, int *err,
+                                  const char **message);
+STAGE_API void stage_scope_free(stage_scope *scope);
+
+/* Wait for all of a set of futures, or for the first one to settle. */
+#define STAGE_GATHER_CANCEL 0x1u /* the first failure cancels the others */
+
+STAGE_API int stage_future_gather(stage_future *const *futures, size_t n,
+                                  unsigned int flags, double timeout,
+                                  void **values, size_t *failed);
+STAGE_API int stage_future_wait_any(stage_future *const *futures, size_t n,
+                                    double timeout, size_t *index);
 
 #ifdef __cplusplus
 }

@@ -46,8 +46,8 @@ struct stage_future {
     int fail_err;   /* stage_task_fail: written by the task's own context */
     char *fail_msg; /* idem */
     /* Reporting.  `name` is set under lock and freed at the last unref.
-     * `observed`: somebody read the failure (get, take, error, message);
-     * relaxed, it only decides whether a Stage reports it at close. */
+     * `observed`: somebody read the outcome (get, take, error, message);
+     * relaxed, it only decides whether a Stage or a scope reports it. */
     char *name;
     uint64_t id;
     atomic_int observed;
@@ -57,6 +57,10 @@ struct stage_future {
      * its creator when the future is made; NULL when empty.  Only the task
      * itself reads or replaces it while it runs; freed at the last unref. */
     struct stage__locals *locals;
+    /* The innermost scope open in this task (one it opened), else the
+     * scope the task belongs to, else NULL; read and written only by the
+     * task itself (scope.c). */
+    stage_scope *scope;
 };
 
 /* ---- future.c ---- */
@@ -76,6 +80,20 @@ void stage__report(stage *st, stage_future *task, int err, const char *msg);
  * last such reference. */
 void stage__ref(stage *st);
 void stage__unref(stage *st);
+/* For scopes: start fn on st's pool, as a task owned by st that st does
+ * not count or report (the scope does); EPIPE once st is closing. */
+int stage__go_pool(stage *st, stage_task_fn fn, void *arg,
+                   stage_destroy_fn destroy, stage_future **out);
+
+/* ---- future.c: watches, callbacks that can be taken back (gather.c) ---- */
+/* Queue cb(f, user_data) to run once when f settles: 0 and *handle, or
+ * EALREADY (f has settled: nothing is queued), or ENOMEM. */
+int stage__future_watch(stage_future *f, stage_future_cb cb, void *user_data,
+                        void **handle);
+/* Take a watch back: 1 if it was, so cb will never run; 0 if f settled,
+ * so cb has run or is running (on the settling thread). */
+int stage__future_unwatch(stage_future *f, void *handle);
+
 static inline int stage__future_observed(stage_future *f)
 {
     return atomic_load_explicit(&f->observed, memory_order_relaxed);

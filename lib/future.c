@@ -327,11 +327,13 @@ int stage_future_wait(stage_future *f, double timeout)
     return err;
 }
 
-/* Whoever reads a failure has collected it: a Stage will not report it. */
+/* Whoever reads a failure has collected it: a Stage or a scope will not
+ * report it.  Reading a value counts too (a scope in STAGE_SCOPE_RAISE
+ * mode reports the values nobody read). */
 static void mark_observed(stage_future *f)
 {
-    if (atomic_load_explicit(&f->state, memory_order_acquire) ==
-        STAGE_FAILED)
+    if (atomic_load_explicit(&f->state, memory_order_acquire) !=
+        STAGE_PENDING)
         atomic_store_explicit(&f->observed, 1, memory_order_relaxed);
 }
 
@@ -409,6 +411,28 @@ const char *stage_future_message(stage_future *f)
     return f->msg;
 }
 
+static void callback_set(struct callback *c, stage_future_cb cb,
+                         stage_observer_fn obs, unsigned int when,
+                         void *user_data, stage_destroy_fn destroy)
+{
+    c->next = NULL;
+    c->fn = cb;
+    c->obs = obs;
+    c->when = when;
+    c->user_data = user_data;
+    c->destroy = destroy;
+}
+
+static struct callback *callback_new(stage_future_cb cb, stage_observer_fn obs,
+                                     unsigned int when, void *user_data,
+                                     stage_destroy_fn destroy)
+{
+    struct callback *c = malloc(sizeof *c);
+    if (c)
+        callback_set(c, cb, obs, when, user_data, destroy);
+    return c;
+}
+
 /* Queue a callback or observer; run it at once if f already settled. */
 static int add_callback(stage_future *f, stage_future_cb cb,
                         stage_observer_fn obs, unsigned int when,
@@ -426,12 +450,7 @@ void stage__future_link_callback(stage_future *f, struct callback *c,
                                  unsigned int when, void *user_data,
                                  stage_destroy_fn destroy)
 {
-    c->next = NULL;
-    c->fn = cb;
-    c->obs = obs;
-    c->when = when;
-    c->user_data = user_data;
-    c->destroy = destroy;
+    callback_set(c, cb, obs, when, user_data, destroy);
     pthread_mutex_lock(&f->lock);
     if (atomic_load_explicit(&f->state, memory_order_relaxed) ==
         STAGE_PENDING) {
@@ -442,6 +461,52 @@ void stage__future_link_callback(stage_future *f, struct callback *c,
     }
     pthread_mutex_unlock(&f->lock);
     run_callbacks(f, c, 1);
+}
+
+/* Watches: callbacks that can be taken back (gather.c). */
+int stage__future_watch(stage_future *f, stage_future_cb cb, void *user_data,
+                        void **handle)
+{
+    if (atomic_load_explicit(&f->state, memory_order_acquire) !=
+        STAGE_PENDING)
+        return EALREADY;
+    struct callback *c = callback_new(cb, NULL, 0, user_data, NULL);
+    if (!c)
+        return ENOMEM;
+    pthread_mutex_lock(&f->lock);
+    if (atomic_load_explicit(&f->state, memory_order_relaxed) !=
+        STAGE_PENDING) {
+        pthread_mutex_unlock(&f->lock);
+        free(c);
+        return EALREADY;
+    }
+    *f->cbs_tail = c;
+    f->cbs_tail = &c->next;
+    pthread_mutex_unlock(&f->lock);
+    *handle = c;
+    return 0;
+}
+
+int stage__future_unwatch(stage_future *f, void *handle)
+{
+    pthread_mutex_lock(&f->lock);
+    /* Settling takes the whole list under the lock: while the future is
+     * pending, the callback is still on it. */
+    if (atomic_load_explicit(&f->state, memory_order_relaxed) ==
+        STAGE_PENDING) {
+        for (struct callback **p = &f->cbs; *p; p = &(*p)->next) {
+            if (*p != handle)
+                continue;
+            *p = (*p)->next;
+            if (f->cbs_tail == &((struct callback *)handle)->next)
+                f->cbs_tail = p;
+            pthread_mutex_unlock(&f->lock);
+            free(handle);
+            return 1;
+        }
+    }
+    pthread_mutex_unlock(&f->lock);
+    return 0;
 }
 
 int stage_future_add_callback(stage_future *f, stage_future_cb cb,

@@ -186,7 +186,8 @@ void stage__loop_close_wakefd(stage_loop *loop);
 int stage__waiter_init(stage__waiter *w);  /* 0, ECANCELED, ENOMEM */
 /* A waiter that is not attached to the calling task, so cancellation does
  * not decide it (0, ENOMEM): for a short wait that a call must finish even
- * when cancelled (server.c: a handler still using the caller's request). */
+ * when cancelled (server.c: a handler still using the caller's request;
+ * scope.c: a cancelled scope's close waiting for its cancelled tasks). */
 int stage__waiter_init_shielded(stage__waiter *w);
 /* The same, recording what is waited on (STAGE__FOR_*) for descriptions. */
 int stage__waiter_init_for(stage__waiter *w, int kind, const void *obj,

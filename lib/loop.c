@@ -358,7 +358,11 @@ static int run(stage_loop *loop, stage__waiter *w, int64_t deadline, int mode)
             run_batch(loop);
             if (mode == RUN_ONCE)
                 break;
-            continue;
+            /* Coroutines that keep each other busy must not hold the
+             * root past its deadline: after each batch, a due deadline
+             * is decided below (timeout 0 runs one batch). */
+            if (deadline < 0 || (now = stage_now()) < deadline)
+                continue;
         }
         if (mode == RUN_ONCE)
             break;

@@ -386,6 +386,17 @@ int stage_go_coro(stage *st, stage_task_fn fn, void *arg,
     return go(st, 1, fn, arg, result_destroy, out);
 }
 
+int stage__go_pool(stage *st, stage_task_fn fn, void *arg,
+                   stage_destroy_fn destroy, stage_future **out)
+{
+    pthread_mutex_lock(&st->lock);
+    stage_pool *pool = st->sealed ? NULL : st->pool;
+    pthread_mutex_unlock(&st->lock);
+    if (!pool)
+        return EPIPE;
+    return stage__pool_submit(pool, fn, arg, destroy, st, out);
+}
+
 /* ---- Closing ------------------------------------------------------------ */
 
 /* Is the caller one of st's own tasks (its pool or its loop thread)? */

@@ -93,16 +93,19 @@ typedef int (*stage__attempt_fn)(void *arg);
  *   ECANCELED  the calling task is cancelled;
  *   ENOMEM     the calling thread has no loop and none can be made.
  * The cancellation check comes first, as in every blocking call.
+ * stage__wait_as(..., shielded = 1) skips it and parks a waiter that the
+ * task's cancellation does not decide (stage__waiter_init_shielded), so it
+ * never returns ECANCELED: for waits that must end (a scope's close).
  */
-static inline int stage__wait_for(int kind, const void *obj,
-                                  pthread_mutex_t *lock, stage__list *list,
-                                  stage__waiter *w, void *handover,
-                                  int64_t deadline, stage__attempt_fn attempt,
-                                  void *arg, int *woken)
+static inline int stage__wait_impl(int kind, const void *obj,
+                                   pthread_mutex_t *lock, stage__list *list,
+                                   stage__waiter *w, void *handover,
+                                   int64_t deadline, stage__attempt_fn attempt,
+                                   void *arg, int *woken, int shielded)
 {
     *woken = 0;
     stage_future *self = stage__task_current();
-    if (self && stage__task_cancel_requested(self))
+    if (!shielded && self && stage__task_cancel_requested(self))
         return ECANCELED;
     pthread_mutex_lock(lock);
     int done = attempt(arg);
@@ -111,7 +114,8 @@ static inline int stage__wait_for(int kind, const void *obj,
         return 0;
     if (deadline >= 0 && deadline <= stage_now())
         return ETIMEDOUT;
-    int err = stage__waiter_init_for(w, kind, obj, 0, 0);
+    int err = shielded ? stage__waiter_init_shielded(w)
+                       : stage__waiter_init_for(w, kind, obj, 0, 0);
     if (err)
         return err;
     w->item = handover;
@@ -137,6 +141,27 @@ static inline int stage__wait_for(int kind, const void *obj,
     return err;
 }
 
+/* A wait that records what it waits on (STAGE__FOR_*, for descriptions). */
+static inline int stage__wait_for(int kind, const void *obj,
+                                  pthread_mutex_t *lock, stage__list *list,
+                                  stage__waiter *w, void *handover,
+                                  int64_t deadline, stage__attempt_fn attempt,
+                                  void *arg, int *woken)
+{
+    return stage__wait_impl(kind, obj, lock, list, w, handover, deadline,
+                            attempt, arg, woken, 0);
+}
+
+/* A wait that may be shielded from cancellation (shielded = 1). */
+static inline int stage__wait_as(pthread_mutex_t *lock, stage__list *list,
+                                 stage__waiter *w, void *handover,
+                                 int64_t deadline, stage__attempt_fn attempt,
+                                 void *arg, int *woken, int shielded)
+{
+    return stage__wait_impl(STAGE__FOR_NONE, NULL, lock, list, w, handover,
+                            deadline, attempt, arg, woken, shielded);
+}
+
 /* stage__wait_for, for a wait that does not describe itself (kind
  * STAGE__FOR_NONE: a task parked in it is described as waiting). */
 static inline int stage__wait(pthread_mutex_t *lock, stage__list *list,
@@ -144,8 +169,8 @@ static inline int stage__wait(pthread_mutex_t *lock, stage__list *list,
                               int64_t deadline, stage__attempt_fn attempt,
                               void *arg, int *woken)
 {
-    return stage__wait_for(STAGE__FOR_NONE, NULL, lock, list, w, handover,
-                           deadline, attempt, arg, woken);
+    return stage__wait_impl(STAGE__FOR_NONE, NULL, lock, list, w, handover,
+                            deadline, attempt, arg, woken, 0);
 }
 
 /* Pop the first waiter of `list` (under its lock), or NULL. */

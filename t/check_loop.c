@@ -606,6 +606,44 @@ START_TEST(test_spawn_on_other_loop)
 }
 END_TEST
 
+/* A thread's timed wait ends at its deadline even while its loop always
+ * has a ready coroutine (one that keeps yielding); timeout 0 runs one
+ * batch and says ETIMEDOUT. */
+static void *spin_body(void *arg)
+{
+    atomic_int *turns = arg;
+
+    while (stage_yield() == 0)
+        atomic_fetch_add(turns, 1);
+    return NULL;
+}
+
+START_TEST(test_deadline_busy_loop)
+{
+    stage_future *latch = stage_future_new(), *spin;
+    atomic_int turns;
+    double t0, dt;
+
+    atomic_init(&turns, 0);
+    ck_assert_ptr_nonnull(latch);
+    ck_assert_int_eq(stage_coro_spawn(NULL, spin_body, &turns, NULL, 0,
+                                      &spin),
+                     0);
+    ck_assert_int_eq(stage_future_wait(latch, 0), ETIMEDOUT);
+    ck_assert_int_eq(atomic_load(&turns), 0); /* one batch: its first turn */
+    t0 = t_time();
+    ck_assert_int_eq(stage_future_wait(latch, 0.05), ETIMEDOUT);
+    dt = t_time() - t0;
+    ck_assert_double_ge(dt, 0.05);
+    ck_assert_double_lt(dt, 2.0 * t_tol());
+    ck_assert_int_gt(atomic_load(&turns), 0);
+    ck_assert_int_eq(stage_future_cancel(spin), 0);
+    ck_assert_int_eq(stage_future_wait(spin, 5.0 * t_tol()), 0);
+    stage_future_unref(spin);
+    stage_future_unref(latch);
+}
+END_TEST
+
 static Suite *loop_suite(void)
 {
     Suite *s = suite_create("loop");
@@ -624,6 +662,7 @@ static Suite *loop_suite(void)
     tcase_add_test(tc, test_run_in_coroutine);
     tcase_add_test(tc, test_run_cancelled_thread_task);
     tcase_add_test(tc, test_coro_runs_while_main_waits);
+    tcase_add_test(tc, test_deadline_busy_loop);
 
     tc = t_tcase(s, "free", 10);
     tcase_add_test(tc, test_free_cancels);

@@ -37,22 +37,6 @@ static void *where_body(void *arg)
     return arg;
 }
 
-/* Fails with err and msg; names its own task first when `name` is set. */
-typedef struct failer {
-    const char *name;
-    int err;
-    const char *msg;
-} failer;
-
-static void *fail_body(void *arg)
-{
-    failer *f = arg;
-
-    if (f->name != NULL)
-        stage_future_set_name(stage_task_self(), f->name);
-    return stage_task_fail(f->err, "%s", f->msg);
-}
-
 static void *ret_arg(void *arg)
 {
     return arg;

@@ -134,6 +134,24 @@ static inline void *t_gated_body(void *arg)
     return g->ret_id ? t_val_new(&g->freed, g->ret_id) : NULL;
 }
 
+/* ---- Failing bodies ----------------------------------------------------- */
+
+/* Fails with err and msg; names its own task first when `name` is set. */
+typedef struct failer {
+    const char *name;
+    int err;
+    const char *msg;
+} failer;
+
+static inline void *fail_body(void *arg)
+{
+    failer *f = arg;
+
+    if (f->name != NULL)
+        stage_future_set_name(stage_task_self(), f->name);
+    return stage_task_fail(f->err, "%s", f->msg);
+}
+
 /* ---- Peak concurrency --------------------------------------------------- */
 
 typedef struct t_peak {
