@@ -55,6 +55,16 @@ struct stage_future {
                    * task can settle, read after it settled */
 };
 
+/* ---- future.c ---- */
+/* stage_future_add_callback/observe with a record the caller allocated
+ * (malloc; the future frees it): it cannot fail, so bookkeeping that must
+ * not be lost (a Stage's count of its tasks) allocates before it starts
+ * the task instead of having no way back after. */
+void stage__future_add_callback_rec(stage_future *f, struct callback *c,
+                                    stage_future_cb cb, stage_observer_fn obs,
+                                    unsigned int when, void *user_data,
+                                    stage_destroy_fn destroy);
+
 /* ---- stage.c ---- */
 void stage__report(stage *st, stage_future *task, int err, const char *msg);
 /* A task future holds a reference on its Stage (the owner), so a report

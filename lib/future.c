@@ -409,6 +409,15 @@ static int add_callback(stage_future *f, stage_future_cb cb,
     struct callback *c = malloc(sizeof *c);
     if (!c)
         return ENOMEM;
+    stage__future_add_callback_rec(f, c, cb, obs, when, user_data, destroy);
+    return 0;
+}
+
+void stage__future_add_callback_rec(stage_future *f, struct callback *c,
+                                    stage_future_cb cb, stage_observer_fn obs,
+                                    unsigned int when, void *user_data,
+                                    stage_destroy_fn destroy)
+{
     c->next = NULL;
     c->fn = cb;
     c->obs = obs;
@@ -421,11 +430,10 @@ static int add_callback(stage_future *f, stage_future_cb cb,
         *f->cbs_tail = c;
         f->cbs_tail = &c->next;
         pthread_mutex_unlock(&f->lock);
-        return 0;
+        return;
     }
     pthread_mutex_unlock(&f->lock);
     run_callbacks(f, c, 1);
-    return 0;
 }
 
 int stage_future_add_callback(stage_future *f, stage_future_cb cb,
