@@ -35,10 +35,13 @@ start=$(date +%s)
 run -m once
 run -m after
 run -e
+# Under valgrind, memcheck's own allocator takes most calls before the
+# interposer sees them (about 40 of some 240 are counted), and its leak
+# accounting is memcheck's: so only small N, and no interposer leak check.
 if test "${STAGE_SWEEP_VALGRIND:-0}" != 0 && command -v valgrind >/dev/null; then
-    for n in 1 7 23 61; do
+    for n in 1 5 11 23 37; do
         echo "== fault_sweep -n $n under valgrind"
-        LD_PRELOAD=$so FAILALLOC_LEAKCHECK=1 ${LIBTOOL:-$top_builddir/libtool} \
+        LD_PRELOAD=$so FAILALLOC_LEAKCHECK=0 ${LIBTOOL:-$top_builddir/libtool} \
             --mode=execute valgrind -q --error-exitcode=3 --leak-check=full \
             --errors-for-leak-kinds=definite "$prog" -n $n || status=1
     done
