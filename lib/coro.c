@@ -67,14 +67,17 @@ int stage__coro_start(stage_loop *loop, stage__spawn *sp)
     stage__stack st;
     if (size == stage__stack_round(0) && loop->ncache > 0) {
         st = loop->cache[--loop->ncache];
-#if defined(STAGE_ASAN)
-        ASAN_UNPOISON_MEMORY_REGION(st.lo, usable(&st));
-#endif
     } else {
         int err = stage__stack_alloc(&st, size);
         if (err)
             return err;
     }
+#if defined(STAGE_ASAN)
+    /* A cached stack keeps the redzones of its last coroutine's frames
+     * poisoned; so may a fresh mapping at the address of an unmapped
+     * stack (ASan does not clear shadow memory at munmap). */
+    ASAN_UNPOISON_MEMORY_REGION(st.lo, usable(&st));
+#endif
     stage__coro *c =
         (stage__coro *)(void *)((char *)st.map + st.maplen - CORO_SPACE);
     memset(c, 0, sizeof *c);

@@ -106,9 +106,13 @@ int stage_func_start(stage_func *f, void *arg)
     pthread_mutex_unlock(&f->lock);
     if (!err)
         stage_future_resolve(started, task, unref_task);
-    else /* waiters learn it too, rather than wait for a run that cannot
-          * happen (a closed Stage); reset allows another try */
-        stage_future_fail(started, err, "the stage function could not start");
+    else if (stage_future_fail(started, err,
+                               "the stage function could not start") != 0)
+        /* waiters learn it too, rather than wait for a run that cannot
+         * happen (a closed Stage); reset allows another try.  With no
+         * memory for the message, fail without one (else they would
+         * wait forever). */
+        stage_future_fail(started, err, NULL);
     stage_future_unref(started);
     return err;
 }

@@ -66,7 +66,8 @@ struct stage_future {
 /* ---- future.c ---- */
 /* stage_future_add_callback (cb) or stage_future_observe (obs, when) with
  * a record the caller allocated with malloc beforehand, so it cannot fail
- * (emitter.c registers callbacks after starting tasks).  The future frees
+ * (emitter.c registers callbacks after starting tasks; stage.c and gen.c
+ * allocate before they start a task whose end they must hear of).  The future frees
  * the record. */
 void stage__future_link_callback(stage_future *f, struct callback *c,
                                  stage_future_cb cb, stage_observer_fn obs,

@@ -205,7 +205,12 @@ static int start(stage_gen *g)
     stage__locals *prev = NULL;
     if (g->flags & STAGE_GEN_LAZY)
         prev = stage__locals_install(g->locals);
-    int err = (g->flags & STAGE_GEN_CORO)
+    /* The completion record first: once the producer runs, being told of
+     * its end must not fail (cancelling and waiting for it instead could
+     * deadlock a producer that does not check for cancellation). */
+    struct callback *rec = malloc(sizeof *rec);
+    int err = !rec ? ENOMEM
+              : (g->flags & STAGE_GEN_CORO)
                   ? stage_go_coro(g->st, producer, g, NULL, &task)
                   : stage_go(g->st, producer, g, NULL, &task);
     if (g->flags & STAGE_GEN_LAZY)
@@ -221,15 +226,12 @@ static int start(stage_gen *g)
     }
     pthread_mutex_unlock(&g->head.lock);
     if (err) {
+        free(rec);
         gen_release(g); /* the producer's reference */
         return err;
     }
-    if (stage_future_add_callback(task, producer_settled, g, NULL) != 0) {
-        /* No memory to be told: see it end here instead. */
-        stage_future_cancel(task);
-        stage_future_wait(task, STAGE_FOREVER);
-        producer_settled(task, g);
-    }
+    stage__future_link_callback(task, rec, producer_settled, NULL, 0, g,
+                                NULL);
     stage_future_unref(task);
     return 0;
 }

@@ -428,13 +428,20 @@ int stage__waiter_park(stage__waiter *w, int64_t deadline)
         w->timer.deadline = deadline;
         stage__timer *top = stage__heap_top(&loop->timers);
         /* Already due and nobody due before us (timeout 0 is the common
-         * case), or no memory for the timer: time out now, unless a
-         * wake-up beat us to it.  An overdue wait behind earlier overdue
-         * ones goes through the heap, so deadlines fire in order. */
-        if ((deadline <= stage_now() && (!top || top->deadline > deadline)) ||
-            stage__heap_push(&loop->timers, &w->timer) != 0) {
+         * case): time out now, unless a wake-up beat us to it.  An overdue
+         * wait behind earlier overdue ones goes through the heap, so
+         * deadlines fire in order. */
+        if (deadline <= stage_now() && (!top || top->deadline > deadline)) {
             if (self_timeout(w))
                 return ETIMEDOUT;
+        } else if (stage__heap_push(&loop->timers, &w->timer) != 0) {
+            /* No memory for the timer: fail the call with ENOMEM (it used
+             * to time out at once, so a sleep returned 0 early and a
+             * timed wait reported a timeout that never was).  Claiming
+             * the waiter keeps wakers off it; if one won, take its
+             * outcome as usual. */
+            if (self_timeout(w))
+                return ENOMEM;
         }
     }
     stage__loop_suspend(loop);

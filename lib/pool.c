@@ -59,7 +59,7 @@ struct stage_pool {
     int closing;
     size_t leaving;       /* left `workers`, still freeing their loop */
     unsigned int seq;     /* numbers workers for their names */
-    stage_future *drained; /* made by close; resolved at workers == 0 */
+    stage_future *drained; /* resolved once closing and workers == 0 */
     char name[16];
 };
 
@@ -93,6 +93,16 @@ stage_pool *stage_pool_new(const char *name, size_t min_workers,
         return NULL;
     }
     pthread_condattr_destroy(&ca);
+    /* Made now so that close cannot fail for want of memory (a Stage's
+     * close ignored that, and the pool and its workers leaked). */
+    p->drained = stage_future_new();
+    if (!p->drained) {
+        pthread_cond_destroy(&p->work);
+        pthread_mutex_destroy(&p->lock);
+        free(p);
+        errno = ENOMEM;
+        return NULL;
+    }
     stage__list_init(&p->jobs);
     stage__list_init(&p->exited);
     p->min = min_workers;
@@ -292,15 +302,8 @@ int stage_pool_close(stage_pool *p, unsigned int flags, double timeout)
     stage__list dropped;
     stage__list_init(&dropped);
     pthread_mutex_lock(&p->lock);
-    if (!p->drained) {
-        p->drained = stage_future_new();
-        if (!p->drained) {
-            pthread_mutex_unlock(&p->lock);
-            return ENOMEM;
-        }
-        if (p->workers == 0 && p->leaving == 0)
-            stage_future_resolve(p->drained, NULL, NULL);
-    }
+    if (!p->closing && p->workers == 0 && p->leaving == 0)
+        stage_future_resolve(p->drained, NULL, NULL);
     p->closing = 1;
     if (flags & STAGE_POOL_CANCEL) {
         stage__list_splice(&dropped, &p->jobs);

@@ -275,15 +275,15 @@ static void leave(stage *st)
     pthread_mutex_unlock(&st->lock);
 }
 
-/* After a successful start: track the task, hand out the response. */
-static int track(stage *st, stage_future *task, stage_future **out)
+/* After a successful start: track the task (with the callback record
+ * allocated before the start), hand out the response. */
+static int track(stage *st, stage_future *task, struct callback *rec,
+                 stage_future **out)
 {
-    int err = stage_future_add_callback(task, task_settled, st, NULL);
-    if (err) {
-        /* Cannot track it: wait for it here rather than lose count. */
-        stage_future_wait(task, STAGE_FOREVER);
-        task_settled(task, st);
-    }
+    /* Registering cannot fail: it used to be allocated here, and on
+     * ENOMEM the caller waited for the task, which deadlocked when the
+     * task waited for the caller (a lockstep generator's producer). */
+    stage__future_link_callback(task, rec, task_settled, NULL, 0, st, NULL);
     if (out)
         *out = task;
     else
@@ -356,6 +356,11 @@ static int go(stage *st, int coro, stage_task_fn fn, void *arg,
     int err = enter(st);
     if (err)
         return err;
+    struct callback *rec = malloc(sizeof *rec);
+    if (!rec) {
+        leave(st);
+        return ENOMEM;
+    }
     stage_future *task;
     if (coro) {
         stage_loop *loop;
@@ -368,10 +373,11 @@ static int go(stage *st, int coro, stage_task_fn fn, void *arg,
                                  &task);
     }
     if (err) {
+        free(rec);
         leave(st);
         return err;
     }
-    return track(st, task, out);
+    return track(st, task, rec, out);
 }
 
 int stage_go(stage *st, stage_task_fn fn, void *arg,
