@@ -132,7 +132,7 @@ START_TEST(test_100k_coroutines)
     int i, rc;
 
     memset(&many, 0, sizeof many);
-    many.n = t_on_valgrind() || T_SANITIZED ? NMANY_VG : NMANY;
+    many.n = t_slow() || T_SANITIZED ? NMANY_VG : NMANY;
     many.gate = stage_future_new();
     many.all_in = stage_future_new();
     ck_assert_ptr_nonnull(many.gate);
