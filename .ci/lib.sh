@@ -9,8 +9,8 @@
 #   count_results DIR LBL  add up the .trs/.log results of a test run in DIR
 #   run_check DIR LBL SUITELOG MAKE-ARGS...   make a test target and count it
 #   finish                 print the totals ("N passed, N failed") and exit
-#   ci_apt_install PKG...  install missing Debian packages (waits for a busy
-#                          dpkg lock; root only)
+#   ci_apt_get ARGS...     apt-get -y ARGS, waiting for a busy dpkg lock
+#   ci_apt_install PKG...  install the Debian packages that are missing
 #   ci_vpath NAME          a source tree with ./configure and an empty build
 #                          directory for an out-of-tree build: sets ci_src
 #                          and ci_build
@@ -122,13 +122,36 @@ run_check() {
     fi
 }
 
-# ci_apt_install PKG...: install the packages that are missing (names may
-# carry an architecture, e.g. check:arm64).  Other jobs on the machine may
-# hold the dpkg or apt lists lock: apt waits up to 5 minutes for the dpkg
-# lock, and the whole attempt is retried.  Returns non-zero on failure.
+# ci_apt_get ARGS...: apt-get -y ARGS, retried: other jobs on the machine
+# may hold the dpkg lock (apt waits up to 5 minutes for it) or the lists
+# lock.  Runs `apt-get update` first, once per script.  Root only.
 ci_apt_updated=no
+ci_apt_get() {
+    local try
+    if test "$(id -u)" -ne 0; then
+        echo "CI: apt-get $* needs root"
+        return 1
+    fi
+    for try in 1 2 3 4 5 6 7 8 9 10; do
+        if test $ci_apt_updated = no &&
+           apt-get -q -o DPkg::Lock::Timeout=300 update; then
+            ci_apt_updated=yes
+        fi
+        if test $ci_apt_updated = yes &&
+           DEBIAN_FRONTEND=noninteractive apt-get -q -y \
+               -o DPkg::Lock::Timeout=300 "$@"; then
+            return 0
+        fi
+        echo "CI: apt-get failed (try $try of 10; is another apt running?)"
+        sleep 15
+    done
+    return 1
+}
+
+# ci_apt_install PKG...: install the packages that are missing (names may
+# carry an architecture, e.g. check:arm64).  Returns non-zero on failure.
 ci_apt_install() {
-    local p status missing="" try
+    local p status missing=""
     for p in "$@"; do
         status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
         case $status in
@@ -140,27 +163,9 @@ ci_apt_install() {
         echo "CI: installed already: $*"
         return 0
     fi
-    if test "$(id -u)" -ne 0; then
-        echo "CI: missing packages:$missing (and not root: install them first)"
-        return 1
-    fi
     echo "CI: installing:$missing"
-    for try in 1 2 3 4 5 6 7 8 9 10; do
-        if test $ci_apt_updated = no &&
-           apt-get -q -o DPkg::Lock::Timeout=300 update; then
-            ci_apt_updated=yes
-        fi
-        # shellcheck disable=SC2086 # one word per package
-        if test $ci_apt_updated = yes &&
-           DEBIAN_FRONTEND=noninteractive apt-get -q -y \
-               -o DPkg::Lock::Timeout=300 install --no-install-recommends \
-               $missing; then
-            return 0
-        fi
-        echo "CI: apt-get failed (try $try of 10; is another apt running?)"
-        sleep 15
-    done
-    return 1
+    # shellcheck disable=SC2086 # one word per package
+    ci_apt_get install --no-install-recommends $missing
 }
 
 # The packages every build needs (quickstart installs the same and more).
