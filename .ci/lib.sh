@@ -92,7 +92,7 @@ count_results() {
             *) fail=$((fail + 1)) ;;
             esac
         fi
-    done < <(find "$dir" -name '*.trs' -not -path '*/libstage-*/*' | LC_ALL=C sort)
+    done < <(find "$dir" -name '*.trs' -not -path "$dir/libstage-*/*" | LC_ALL=C sort)
     echo "-- $label: $pass passed, $fail failed, $skip skipped"
     total_pass=$((total_pass + pass))
     total_fail=$((total_fail + fail))
@@ -114,7 +114,7 @@ show_suite_log() {
 run_check() {
     local dir=$1 label=$2 suitelog=$3 st=0 counted=0
     shift 3
-    find "$dir" -name '*.trs' -not -path '*/libstage-*/*' -delete
+    find "$dir" -name '*.trs' -not -path "$dir/libstage-*/*" -delete
     (cd "$dir" && make "$@") || st=$?
     count_results "$dir" "$label" || { counted=1; show_suite_log "$dir/$suitelog"; }
     if test $st -ne 0 && test $counted -eq 0; then
@@ -179,7 +179,7 @@ pkgconf mandoc groff-base git"
 ci_vpath() {
     ci_src=$top
     if test -f "$top/config.status"; then
-        ci_src=$(mktemp -d "${TMPDIR:-/tmp}/libstage-$1.XXXXXX")/libstage
+        ci_src=$(mktemp -d "${TMPDIR:-/tmp}/stage-ci-$1.XXXXXX")/libstage
         echo "CI: the tree is configured in place: building a clone of HEAD in $ci_src"
         git clone -q "$top" "$ci_src" || return 1
     fi
