@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * ctx-asm.S - context switch for x86-64 (System V) and AArch64 (AAPCS64).
+ * ctx-asm.S - the assembly context backend: x86-64 (System V) and AArch64
+ * (AAPCS64).  Everything one CPU needs is in its block below, so a port
+ * to another CPU is one more block here and its name in configure.ac's
+ * list of asm CPUs (HACKING, "Platforms and porting").
  *
  * void stage__ctx_switch(stage__ctx *from, stage__ctx *to)
  *   Pushes the callee-saved registers and the FP control state on the
@@ -8,18 +11,31 @@
  *   pops the same frame from there.  Everything caller-saved is already
  *   saved by the compiler around the call.
  *
+ * void stage__ctx_init(stage__ctx *ctx, void *stack_lo, size_t size,
+ *                      void (*fn)(void *), void *arg)
+ *   Lays out, at the 16-byte aligned top of the stack, the frame that
+ *   stage__ctx_switch pops: fn and arg in two callee-saved registers, the
+ *   other registers zero (a zero frame pointer ends backtraces), the FP
+ *   control state of the calling thread (rounding, exception masks: a new
+ *   coroutine inherits them, as a C11 thread does and as the ucontext
+ *   backend's getcontext gives), and as the return address
+ *   stage__ctx_trampoline.  Stores the frame's address in ctx->sp.
+ *
  * void stage__ctx_trampoline(void)
- *   The first "return address" of a new context (see ctx_init in
- *   ctx-ucontext.c's sibling, stage__ctx_init in stack.c): calls the entry
- *   function held in a callee-saved register with the argument held in
- *   another.  The entry never returns; a trap follows just in case.
+ *   Where the first switch to a new context "returns" to: calls fn(arg)
+ *   with the stack 16-byte aligned, as the ABI wants at a call.  fn never
+ *   returns; a trap follows just in case.
  *
  * Frame layout (lowest address first), x86-64, 64 bytes:
  *   [sp+0] MXCSR (4 bytes) and x87 control word (2 bytes)
  *   [sp+8] r15  [sp+16] r14  [sp+24] r13  [sp+32] r12
  *   [sp+40] rbx [sp+48] rbp  [sp+56] return address
+ *   A new frame: r12 = fn, r13 = arg, return address = the trampoline;
+ *   after the pops and the ret, %rsp is the aligned top.
  * AArch64, 176 bytes:
  *   x19..x30 at [sp+0..95], d8..d15 at [sp+96..159], FPCR at [sp+160]
+ *   A new frame: x19 = fn, x20 = arg, x30 (lr) = the trampoline; sp is the
+ *   aligned top after the switch.
  */
 #include "config.h"
 
@@ -71,6 +87,32 @@ stage__ctx_trampoline:
     .cfi_endproc
     .size stage__ctx_trampoline, .-stage__ctx_trampoline
 
+    .p2align 4
+    .globl stage__ctx_init
+    .hidden stage__ctx_init
+    .type stage__ctx_init, @function
+stage__ctx_init:
+    /* %rdi ctx, %rsi stack_lo, %rdx size, %rcx fn, %r8 arg */
+    .cfi_startproc
+    leaq (%rsi,%rdx), %rax
+    andq $-16, %rax
+    subq $64, %rax
+    movq $0, (%rax)
+    stmxcsr (%rax)
+    fnstcw 4(%rax)
+    movq $0, 8(%rax)
+    movq $0, 16(%rax)
+    movq %r8, 24(%rax)
+    movq %rcx, 32(%rax)
+    movq $0, 40(%rax)
+    movq $0, 48(%rax)
+    leaq stage__ctx_trampoline(%rip), %rdx
+    movq %rdx, 56(%rax)
+    movq %rax, (%rdi)
+    ret
+    .cfi_endproc
+    .size stage__ctx_init, .-stage__ctx_init
+
 #elif defined(__aarch64__)
 
     .text
@@ -121,6 +163,32 @@ stage__ctx_trampoline:
     blr x19
     brk #0
     .size stage__ctx_trampoline, .-stage__ctx_trampoline
+
+    .p2align 4
+    .globl stage__ctx_init
+    .hidden stage__ctx_init
+    .type stage__ctx_init, %function
+stage__ctx_init:
+    /* x0 ctx, x1 stack_lo, x2 size, x3 fn, x4 arg */
+    add x9, x1, x2
+    and x9, x9, #~15
+    sub x9, x9, #176
+    stp x3, x4, [x9, #0]
+    stp xzr, xzr, [x9, #16]
+    stp xzr, xzr, [x9, #32]
+    stp xzr, xzr, [x9, #48]
+    stp xzr, xzr, [x9, #64]
+    adr x10, stage__ctx_trampoline
+    stp xzr, x10, [x9, #80]
+    stp xzr, xzr, [x9, #96]
+    stp xzr, xzr, [x9, #112]
+    stp xzr, xzr, [x9, #128]
+    stp xzr, xzr, [x9, #144]
+    mrs x10, fpcr
+    stp x10, xzr, [x9, #160]
+    str x9, [x0]
+    ret
+    .size stage__ctx_init, .-stage__ctx_init
 
 #else
 #error "--with-context=asm: no assembly backend for this CPU; use ucontext"

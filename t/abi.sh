@@ -21,8 +21,11 @@ fi
 actual=abi.actual.$$
 trap 'rm -f "$actual" "$actual.tmp"' EXIT
 # $NM comes from libtool (e.g. "/usr/bin/nm -B"), so no quotes around it.
+# _init and _fini come from the C runtime's crti.o, not from libstage:
+# musl's toolchain leaves them visible (glibc's hides them).
 $nm -D --defined-only "$lib" |
-    awk 'NF >= 3 && $2 ~ /^[TDBR]$/ { sub(/@.*/, "", $3); print $3 }' |
+    awk 'NF >= 3 && $2 ~ /^[TDBR]$/ && $3 !~ /^_(init|fini)$/ {
+        sub(/@.*/, "", $3); print $3 }' |
     LC_ALL=C sort -u >"$actual" || {
     echo "abi.sh: '$nm -D --defined-only $lib' failed"
     exit 1

@@ -25,7 +25,7 @@
 /* Items per stream in the placement tests (fewer under valgrind). */
 static long t_items(long n)
 {
-    return t_on_valgrind() ? n / 50 : n;
+    return t_slow() ? n / 50 : n;
 }
 
 /* A Stage with room for `workers` blocked pool producers or consumers. */
@@ -1421,7 +1421,7 @@ static stage_gen *race_begin(stage *st, race *r)
 {
     stage_gen *g = NULL;
 
-    r->n = t_on_valgrind() ? RACE_N / 10 : RACE_N;
+    r->n = t_slow() ? RACE_N / 10 : RACE_N;
     pthread_barrier_init(&r->go, NULL, 2);
     pthread_barrier_init(&r->done, NULL, 2);
     ck_assert_int_eq(stage_go_gen(st, race_body, r, NULL, 1, 0, &g), 0);

@@ -49,7 +49,7 @@ static void span_check(span s, const char *what)
 {
     double wall = t_time() - s.wall0;
     double cpu = cpu_time() - s.cpu0;
-    double max = t_on_valgrind() ? IDLE_CPU_MAX_VG : IDLE_CPU_MAX;
+    double max = t_slow() ? IDLE_CPU_MAX_VG : IDLE_CPU_MAX;
 
     fprintf(stderr, "check_idle: %s: %.3f s of CPU time over %.3f s\n", what,
             cpu, wall);

@@ -754,7 +754,7 @@ END_TEST
 
 START_TEST(test_many_tiny)
 {
-    int n = t_on_valgrind() ? 2000 : 20000;
+    int n = t_slow() ? 2000 : 20000;
     stage_pool *p = stage_pool_new("tiny", 0, 4, 1.0);
     stage_future **fs = calloc((size_t)n, sizeof *fs);
     int i;

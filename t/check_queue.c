@@ -549,7 +549,7 @@ static pthread_t race_begin(race *r, int put, void *(*fn)(void *))
 {
     r->q = stage_queue_new(1, NULL);
     r->put = put;
-    r->n = t_on_valgrind() ? RACE_N / 10 : RACE_N;
+    r->n = t_slow() ? RACE_N / 10 : RACE_N;
     pthread_barrier_init(&r->go, NULL, 2);
     pthread_barrier_init(&r->done, NULL, 2);
     return t_thread_start(fn, r);
@@ -748,7 +748,7 @@ static void conservation(size_t capacity)
 
     memset(&fl, 0, sizeof fl);
     fl.q = stage_queue_new(capacity, NULL);
-    fl.n = t_on_valgrind() ? PER_PROD / 50 : PER_PROD;
+    fl.n = t_slow() ? PER_PROD / 50 : PER_PROD;
     t_host_start(&h);
     for (i = 0; i < NCONS; i++) {
         memset(&c[i], 0, sizeof c[i]);

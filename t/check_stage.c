@@ -226,7 +226,7 @@ START_TEST(test_go_coro_loop_thread)
         ck_assert_int_eq(t_comm_count(cases[i].loop), 1);
         /* Close stops (joins) it. */
         ck_assert_int_eq(stage_close(st, T_LONG), 0);
-        ck_assert_int_eq(t_comm_count(cases[i].loop), 0);
+        ck_assert_int_eq(t_comm_gone(cases[i].loop), 0);
         free_stage(st);
     }
 }
@@ -835,8 +835,8 @@ START_TEST(test_close)
     ck_assert_int_eq(stage_future_state(f1), STAGE_DONE);
     ck_assert_int_eq(stage_future_state(f2), STAGE_DONE);
     /* Its threads are gone (joined). */
-    ck_assert_int_eq(t_comm_count("close-loop"), 0);
-    ck_assert_int_eq(t_comm_count("close-1"), 0);
+    ck_assert_int_eq(t_comm_gone("close-loop"), 0);
+    ck_assert_int_eq(t_comm_gone("close-1"), 0);
     ck_assert_int_eq(stage_close(st, 0), 0);
     ck_assert_int_eq(stage_close(st, STAGE_FOREVER), 0);
     ck_assert_int_eq(stage_go(st, ret_arg, NULL, NULL, NULL), EPIPE);

@@ -77,7 +77,10 @@ static inline int t_on_valgrind(void)
 #endif
 }
 
-/* Non-zero when time bounds must be widened (valgrind or STAGE_TEST_SLOW). */
+/* Non-zero when time bounds must be widened and stress loops scaled down:
+ * under valgrind, or when STAGE_TEST_SLOW is set (an emulator such as
+ * qemu-user, where every first run of a code path is translated, or a
+ * loaded machine). */
 static inline int t_slow(void)
 {
     const char *e = getenv("STAGE_TEST_SLOW");

@@ -397,6 +397,22 @@ static inline int t_comm_count(const char *name)
     return n;
 }
 
+/* How many threads named `name` are left once those that were joined have
+ * left /proc/self/task (waiting at most 5 s, scaled).  pthread_join returns
+ * when the kernel clears the thread's id, which it does before it removes
+ * the exited thread from the thread group: for a moment the joined thread
+ * is still listed.  qemu-user widens that window to milliseconds. */
+static inline int t_comm_gone(const char *name)
+{
+    struct timespec ms = {0, 1000000};
+    double deadline = t_time() + 5.0 * t_tol();
+    int n;
+
+    while ((n = t_comm_count(name)) > 0 && t_time() < deadline)
+        nanosleep(&ms, NULL);
+    return n;
+}
+
 /* ---- Forked children ---------------------------------------------------- */
 
 typedef struct t_child_result {
