@@ -10,7 +10,9 @@
 #   4. each page passes `mandoc -Tlint -W warning` (messages of level
 #      WARNING, ERROR or UNSUPP fail; STYLE and BASE notes do not), when
 #      mandoc is installed;
-#   5. `groff -t -man -ww -z` prints nothing, when groff is installed.
+#   5. `groff -t -man -ww -z` prints nothing, when groff is installed;
+#   6. stage(7)'s SEE ALSO, the guide to the pages by module, names every
+#      man3 page.
 set -u
 
 srcdir=${top_srcdir:-.}
@@ -83,6 +85,15 @@ for sym in $syms; do
     test -f "$mandir/$sym.3" || err "$sym: no page man/$sym.3"
     grep -qw "$sym" "$names" ||
         err "$sym: not named in the NAME or SYNOPSIS of any man/*.3 page"
+done
+
+# 6. The guide in stage(7).
+guide=$(sed -n '/^\.SH SEE ALSO/,$p' "$mandir/stage.7")
+for f in "$mandir"/*.3; do
+    page=${f##*/}
+    page=${page%.3}
+    printf '%s\n' "$guide" | grep -q "^\.BR $page (3)" ||
+        err "$page(3) is not in stage(7)'s SEE ALSO (the guide by module)"
 done
 
 # 4. and 5. Linters.
