@@ -127,6 +127,12 @@ static void put_wait(struct out *o, int kind, int64_t a, int64_t b)
     case STAGE__FOR_GEN_YIELD:
         put(o, "<generator yield>");
         break;
+    case STAGE__FOR_SCOPE:
+        put(o, "<scope close>");
+        break;
+    case STAGE__FOR_FUTURES:
+        put(o, "<futures>");
+        break;
     default:
         put(o, "<wait>");
         break;

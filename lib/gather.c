@@ -138,8 +138,9 @@ static int multi_wait(struct multi *m, int64_t deadline, size_t *first)
 {
     stage__waiter w;
     int woken;
-    int err = stage__wait(&m->head.lock, &m->waiters, &w, NULL, deadline,
-                          over, m, &woken);
+    int err = stage__wait_for(STAGE__FOR_FUTURES, m, &m->head.lock,
+                              &m->waiters, &w, NULL, deadline, over, m,
+                              &woken);
     pthread_mutex_lock(&m->head.lock);
     *first = m->first;
     m->stop = 0;

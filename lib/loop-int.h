@@ -77,7 +77,9 @@ enum {
     STAGE__FOR_EVENT,
     STAGE__FOR_TUNNEL,
     STAGE__FOR_GEN_NEXT, /* a consumer waiting for an item */
-    STAGE__FOR_GEN_YIELD /* a producer waiting for room or demand */
+    STAGE__FOR_GEN_YIELD, /* a producer waiting for room or demand */
+    STAGE__FOR_SCOPE,    /* a scope's close waiting for its tasks */
+    STAGE__FOR_FUTURES   /* gather / wait-any on a set of futures */
 };
 
 /* A stack mapping.  The coroutine record sits at its top; the usable stack

@@ -5,7 +5,7 @@
  *
  * A scope counts the tasks started in it (`outstanding`) and keeps the
  * unsettled ones on `running`, so that it can cancel them.  Closing it is a
- * hybrid wait (stage__wait on the scope's lock) until the count is zero;
+ * hybrid wait (stage__wait_for on the scope's lock) until the count is 0;
  * every task has finished when close returns.  A task's future is its
  * delayed result: the caller of stage_scope_go gets a reference.
  *
@@ -623,8 +623,8 @@ static int close_scope(stage_scope *sc, double timeout, int implicit)
         return err;
     stage__waiter w;
     int woken, cancelled = 0;
-    err = stage__wait(&sc->lock, &sc->waiters, &w, NULL, deadline, idle, sc,
-                      &woken);
+    err = stage__wait_for(STAGE__FOR_SCOPE, sc, &sc->lock, &sc->waiters, &w,
+                          NULL, deadline, idle, sc, &woken);
     if (err == ECANCELED) {
         /* The caller is cancelled: so are the tasks, and we still wait
          * for them (their blocking calls return at once). */

@@ -342,6 +342,29 @@ static void *gather_body(void *arg)
     return NULL;
 }
 
+/* A task parked in gather or wait-any describes itself so. */
+START_TEST(test_describe)
+{
+    stage_future *p[2] = {t_latch(), t_latch()}, *task;
+    gatherer g = {p, 2, 0, t_latch(), -1, 99};
+    char buf[256];
+
+    ck_assert_int_eq(stage_coro_spawn(NULL, gather_body, &g, NULL, 0, &task),
+                     0);
+    ck_assert_int_eq(stage_yield(), 0); /* it runs until it waits */
+    ck_assert_int_eq(stage_future_describe(task, buf, sizeof buf), 0);
+    ck_assert_msg(strstr(buf, "wait_for=<futures>") != NULL, "%s", buf);
+    t_latch_open(p[0]);
+    t_latch_open(p[1]);
+    t_done(task);
+    ck_assert_int_eq(g.rc, 0);
+    stage_future_unref(task);
+    stage_future_unref(g.started);
+    stage_future_unref(p[0]);
+    stage_future_unref(p[1]);
+}
+END_TEST
+
 START_TEST(test_gather_cancelled_caller)
 {
     stage *st = stage_new("gather", 4, 0);
@@ -514,6 +537,7 @@ static Suite *gather_suite(void)
     tcase_add_test(tc, test_gather_plain);
     tcase_add_test(tc, test_gather_cancelled_caller);
     tcase_add_test(tc, test_gather_collects);
+    tcase_add_test(tc, test_describe);
 
     tc = t_tcase(s, "any", 20);
     tcase_add_test(tc, test_wait_any);

@@ -723,16 +723,56 @@ START_TEST(test_self_close)
 }
 END_TEST
 
-/* ---- Nesting ------------------------------------------------------------ */
-
-/* From a thread: a scope opened while another is open is its child;
- * cancelling the outer cancels the inner's tasks; the outer's tasks run
- * while the inner's close waits. */
 static void *wait_arg(void *arg)
 {
     return (void *)(intptr_t)stage_future_wait(arg, 60.0);
 }
 
+/* A task waiting in a scope's close describes itself so. */
+typedef struct describer {
+    stage_future *gate;
+    int close_rc;
+} describer;
+
+static void *describer_body(void *arg)
+{
+    describer *d = arg;
+    stage_scope *sc = stage_scope_new(NULL, 0, STAGE_FOREVER);
+
+    if (sc == NULL)
+        return NULL;
+    stage_scope_go_coro(sc, wait_arg, d->gate, NULL, NULL);
+    d->close_rc = stage_scope_close(sc, 60.0);
+    stage_scope_free(sc);
+    return NULL;
+}
+
+START_TEST(test_describe)
+{
+    describer d = {t_latch(), -1};
+    stage_future *task;
+    char buf[256];
+
+    ck_assert_int_eq(stage_coro_spawn(NULL, describer_body, &d, NULL, 0,
+                                      &task),
+                     0);
+    /* One batch of main's loop: the task runs until it waits in close. */
+    ck_assert_int_eq(stage_yield(), 0);
+    ck_assert_int_eq(stage_future_describe(task, buf, sizeof buf), 0);
+    ck_assert_msg(strstr(buf, "wait_for=<scope close>") != NULL, "%s", buf);
+    t_latch_open(d.gate);
+    t_done(task);
+    ck_assert_int_eq(d.close_rc, 0);
+    stage_future_unref(task);
+    stage_future_unref(d.gate);
+}
+END_TEST
+
+/* ---- Nesting ------------------------------------------------------------ */
+
+/* From a thread: a scope opened while another is open is its child;
+ * cancelling the outer cancels the inner's tasks; the outer's tasks run
+ * while the inner's close waits. */
 /* Opens a latch of its own and drops it. */
 static void *open_and_drop(void *arg)
 {
@@ -1179,6 +1219,7 @@ static Suite *scope_suite(void)
     tcase_add_test(tc, test_close_in_tasks);
     tcase_add_test(tc, test_closer_cancelled);
     tcase_add_test(tc, test_self_close);
+    tcase_add_test(tc, test_describe);
 
     tc = t_tcase(s, "nesting", 20);
     tcase_add_test(tc, test_nested_thread);
