@@ -206,6 +206,17 @@ static stage_future *await_twice(void *object)
     return f;
 }
 
+/* 19. A scope: every task ends before it closes. */
+static void *fetch_fruit(void *arg)
+{
+    const char *what = arg;
+    if (stage_sleep(what[0] == 'b' ? 0.05 : 0.02) != 0)
+        return NULL; /* cancelled by the scope */
+    if (what[0] == 'b')
+        return stage_task_fail(EIO, "%s: server said no", what);
+    return arg;
+}
+
 int main(void)
 {
     printf("libstage %s tour\n\n", stage_version_string());
@@ -489,6 +500,28 @@ int main(void)
     check(err == 0 && lines == 2 && WIFEXITED(status) &&
               WEXITSTATUS(status) == 3,
           "two lines, then exit 3");
+
+    printf("\n19. A scope: its tasks end before it closes; gather:\n");
+    stage_scope *scope = stage_scope_new(NULL, 0, STAGE_FOREVER);
+    stage_future *fruit[2];
+    stage_scope_go_coro(scope, fetch_fruit, "apples", NULL, &fruit[0]);
+    stage_scope_go(scope, fetch_fruit, "pears", NULL, &fruit[1]); /* pool */
+    stage_scope_go_coro(scope, fetch_fruit, "bananas", NULL, NULL);
+    void *got2[2];
+    printf("  apples, read at once: %s\n",
+           stage_future_get(fruit[0], 0, &got2[0]) == ETIMEDOUT ? "not yet"
+                                                               : "?");
+    err = stage_future_gather(fruit, 2, 0, 1.0, got2, NULL);
+    printf("  gathered: %s and %s\n", err ? "?" : (const char *)got2[0],
+           err ? "?" : (const char *)got2[1]);
+    err = stage_scope_close(scope, 1.0); /* waits for bananas */
+    const char *msg = NULL;
+    stage_scope_failure(scope, 0, NULL, NULL, &msg);
+    printf("  close: %s (%s)\n", strerror(err), msg ? msg : "-");
+    check(err == EIO && msg != NULL, "close returns the failure nobody read");
+    stage_scope_free(scope);
+    stage_future_unref(fruit[0]);
+    stage_future_unref(fruit[1]);
 
     stage_loop_free(stage_loop_current());
     printf("\n%s\n", failures ? "Some steps misbehaved." : "Tour complete.");
