@@ -74,6 +74,11 @@ void stage__future_link_callback(stage_future *f, struct callback *c,
                                  unsigned int when, void *user_data,
                                  stage_destroy_fn destroy);
 
+/* Wait until f settles, even in a cancelled task: for waits that must end
+ * however the caller is asked to (a scope's close, a Stage's loop thread
+ * being started).  0, or ENOMEM when the thread has no loop. */
+int stage__future_wait_shielded(stage_future *f);
+
 /* ---- stage.c ---- */
 void stage__report(stage *st, stage_future *task, int err, const char *msg);
 /* A task future holds a reference on its Stage (the owner), so a report

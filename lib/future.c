@@ -21,6 +21,7 @@
 #include "loop-int.h"
 #include "future-int.h"
 #include "local-int.h"
+#include "stream-int.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -286,6 +287,20 @@ void stage__task_finish(stage_future *t, void *result,
 }
 
 /* ---- Waiting ------------------------------------------------------------ */
+
+/* Is the future settled?  (An attempt for stage__wait_as.) */
+static int is_settled(void *arg)
+{
+    return stage_future_state(arg) != STAGE_PENDING;
+}
+
+int stage__future_wait_shielded(stage_future *f)
+{
+    stage__waiter w;
+    int woken;
+    return stage__wait_as(&f->lock, &f->waiters, &w, NULL, -1, is_settled, f,
+                          &woken, 1);
+}
 
 int stage_future_wait(stage_future *f, double timeout)
 {

@@ -263,21 +263,6 @@ static void *watchdog_main(void *arg)
     return NULL;
 }
 
-/* Is the future settled?  (An attempt for stage__wait_as.) */
-static int settled(void *arg)
-{
-    return stage_future_state(arg) != STAGE_PENDING;
-}
-
-/* Wait until f settles, even in a cancelled task. */
-static void wait_settled(stage_future *f)
-{
-    stage__waiter w;
-    int woken;
-    stage__wait_as(&f->lock, &f->waiters, &w, NULL, -1, settled, f, &woken,
-                   1);
-}
-
 /* ---- Opening ------------------------------------------------------------ */
 
 stage_scope *stage_scope_new(stage *st, unsigned int flags, double timeout)
@@ -502,7 +487,7 @@ static int scope_go(stage_scope *sc, int coro, stage_task_fn fn, void *arg,
         *out = stage_future_ref(task);
     if (stage_future_add_callback(task, member_settled, m, NULL) != 0) {
         /* No memory to be told: wait for it here rather than lose it. */
-        wait_settled(task);
+        stage__future_wait_shielded(task);
         member_settled(task, m);
     }
     return 0;
@@ -539,7 +524,7 @@ static int finish(stage_scope *sc, struct ctx *c, int cancelled,
     pthread_mutex_unlock(&sc->lock);
     if (watchdog) {
         stage_future_cancel(watchdog);
-        wait_settled(watchdog);
+        stage__future_wait_shielded(watchdog);
         stage_future_unref(watchdog);
         scope_unref(sc); /* the watchdog's reference */
     }

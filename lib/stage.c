@@ -330,11 +330,11 @@ static int stage_loop_get(stage *st, stage_loop **out)
     stage_future *ready = stage_future_ref(st->loop_ready);
     pthread_mutex_unlock(&st->lock);
     void *loop = NULL;
-    /* Not cancellable: the thread is being started for us regardless. */
-    int err;
-    while ((err = stage_future_get(ready, STAGE_FOREVER, &loop)) == ECANCELED &&
-           stage_future_state(ready) == STAGE_PENDING)
-        ;
+    /* Not cancellable: the thread is being started for us regardless (a
+     * shielded wait; retrying a cancellable one would spin). */
+    int err = stage__future_wait_shielded(ready);
+    if (!err)
+        err = stage_future_get(ready, 0, &loop);
     stage_future_unref(ready);
     if (err || !loop)
         return err ? err : ENOMEM;
