@@ -13,7 +13,8 @@
  * In Python the order within a round is that of the asyncio schedule.
  * Here it is fixed with events: the consumer of stream k prints its item
  * of round r only once stream k-1 has printed its own (turn[k-1][r] is
- * set), so each round prints streams 0, 1, 2, 3:
+ * set), and stream 0 only once the last stream has printed its item of
+ * the round before, so each round prints streams 0, 1, 2, 3:
  *
  *   stream: 0 time: 2023-12-05 09:37:15.834115
  *   stream: 1 time: 2023-12-05 09:37:15.835140
@@ -69,6 +70,8 @@ static void *aprint_stream(void *arg)
     while ((err = stage_gen_next(s->gen, &value, STAGE_FOREVER)) == 0) {
         if (r < ITEMS && s->id > 0) /* wait for the previous stream */
             stage_event_wait(turn[s->id - 1][r], STAGE_FOREVER, NULL);
+        else if (r < ITEMS && r > 0) /* stream 0: for the previous round */
+            stage_event_wait(turn[STREAMS - 1][r - 1], STAGE_FOREVER, NULL);
         printf("stream: %d time: %s\n", s->id, (char *)value);
         free(value);
         if (r < ITEMS)
