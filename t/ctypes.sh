@@ -7,7 +7,9 @@
 # Skipped (exit 77), with the reason, when python3 is missing, when there
 # is no shared library (configure --disable-shared), or when the library
 # was built for another machine or C library than python3 runs on (a
-# cross or musl build).
+# cross or musl build), or in a sanitizer build (the sanitizer runtime
+# must be the first library of the process, and python3 is not linked with
+# it).
 set -u
 
 srcdir=${top_srcdir:-.}
@@ -16,6 +18,10 @@ lib=$builddir/lib/.libs/libstage.so
 
 if ! command -v python3 >/dev/null 2>&1; then
     echo "ctypes.sh: SKIP: python3 is not installed (Debian: apt-get install python3)"
+    exit 77
+fi
+if grep -q '^#define STAGE_[AT]SAN 1' "$builddir/config.h" 2>/dev/null; then
+    echo "ctypes.sh: SKIP: sanitizer build (its runtime must be loaded first; python3 does not load it)"
     exit 77
 fi
 if ! test -f "$lib"; then
