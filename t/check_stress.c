@@ -97,8 +97,11 @@ static int base_fds, base_threads, base_maps;
 
 static void baseline(void)
 {
-    /* One arena: threads would otherwise each map a new one for good. */
+    /* One arena: glibc's threads would otherwise each map a new one for
+     * good (musl has neither arenas nor mallopt). */
+#ifdef M_ARENA_MAX
     mallopt(M_ARENA_MAX, 1);
+#endif
     base_fds = count_fds();
     base_threads = t_thread_count();
     base_maps = count_maps();
