@@ -113,16 +113,16 @@ static void t_expect_signal(stage_proc *p, int sig)
 /* ---- Arguments and spawn errors -------------------------------------------- */
 
 /* Spawning a program that does not exist fails with ENOENT.  Under
- * valgrind, which runs posix_spawn's vfork-style clone as a fork, the exec
- * error cannot reach the parent: the spawn succeeds and the child exits
- * with 127, as a shell reports it. */
+ * valgrind or qemu-user, which run posix_spawn's vfork-style clone as a
+ * fork, the exec error cannot reach the parent: the spawn succeeds and the
+ * child exits with 127, as a shell reports it. */
 static void t_spawn_enoent(const char *path, char *const argv[],
                            unsigned int flags)
 {
     stage_proc *p = NULL;
     int rc = stage_proc_spawn(path, argv, NULL, flags, &p);
 
-    if (rc == 0 && t_on_valgrind()) {
+    if (rc == 0 && (t_on_valgrind() || t_on_emulator())) {
         t_expect_exit(p, 127);
         stage_proc_free(p);
         return;

@@ -77,6 +77,18 @@ static inline int t_on_valgrind(void)
 #endif
 }
 
+/* Non-zero under a user-mode emulator (qemu-user), which .ci/aarch64
+ * announces with STAGE_TEST_EMULATOR=qemu-aarch64: like valgrind, qemu-user
+ * runs posix_spawn's vfork-style clone as a fork, so some kernel-visible
+ * details differ (a failed exec is the child's exit 127, not an error of
+ * the spawn). */
+static inline int t_on_emulator(void)
+{
+    const char *e = getenv("STAGE_TEST_EMULATOR");
+
+    return e != NULL && *e != '\0';
+}
+
 /* Non-zero when time bounds must be widened and stress loops scaled down:
  * under valgrind, or when STAGE_TEST_SLOW is set (an emulator such as
  * qemu-user, where every first run of a code path is translated, or a
