@@ -14,7 +14,13 @@
 #   ci_vpath NAME          a source tree with ./configure and an empty build
 #                          directory for an out-of-tree build: sets ci_src
 #                          and ci_build
+#   ci_configure_make NAME CONFIGURE-ARGS...
+#                          an out-of-tree build in a fresh ci_build (ci_vpath)
 #   ci_run_script NAME     run .ci/NAME and add its totals to ours
+#   ci_script_start NAME   run .ci/NAME in the background, its output kept
+#                          in $ci_logs/NAME.log
+#   ci_script_wait NAME    wait for it, print its output, add its totals
+#   ci_enable_arm64        dpkg --add-architecture arm64 (for check:arm64)
 # Counting: a Check program contributes its checks (failures and errors
 # count as failed), any other test (shell checks, examples) counts as one.
 # The last line of a script is "N passed, N failed"; its exit status is
@@ -191,16 +197,28 @@ ci_vpath() {
     mkdir -p "$ci_build"
 }
 
-# ci_run_script NAME: run .ci/NAME, show its output, and add the counts of
-# its last "N passed, N failed" line to ours.  A script that prints no such
-# line, or exits non-zero without counting a failure, counts as one failure.
-ci_run_script() {
-    local name=$1 out st=0 line p f
-    out=$(mktemp)
-    bash "$top/.ci/$name" </dev/null 2>&1 | tee "$out"
-    st=${PIPESTATUS[0]}
-    line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$out" | tail -n 1)
-    rm -f "$out"
+# ci_configure_make NAME CONFIGURE-ARGS...: configure (with the arguments)
+# and make an out-of-tree build in ci_build (see ci_vpath).  A failure is
+# counted, and the function returns non-zero.
+ci_configure_make() {
+    local name=$1
+    shift
+    ci_vpath "$name" || { note_fail "a source tree for $name"; return 1; }
+    if ! (cd "$ci_build" && "$ci_src"/configure "$@"); then
+        note_fail "configure ($name: $*)"
+        tail -n 60 "$ci_build/config.log" 2>/dev/null
+        return 1
+    fi
+    (cd "$ci_build" && make -j"$JOBS") || { note_fail "make ($name)"; return 1; }
+}
+
+# ci_script_count NAME FILE STATUS: add the counts of the last
+# "N passed, N failed" line in FILE (the output of .ci/NAME, which exited
+# with STATUS) to ours.  A script that printed no such line, or exited
+# non-zero without counting a failure, counts as one failure.
+ci_script_count() {
+    local name=$1 file=$2 st=$3 line p f
+    line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$file" | tail -n 1)
     if test -z "$line"; then
         note_fail ".ci/$name printed no total (exit status $st)"
         return
@@ -215,3 +233,57 @@ ci_run_script() {
         note_fail ".ci/$name exited $st"
     fi
 }
+
+# ci_run_script NAME: run .ci/NAME, show its output, and add its totals.
+ci_run_script() {
+    local name=$1 out st=0
+    out=$(mktemp)
+    bash "$top/.ci/$name" </dev/null 2>&1 | tee "$out"
+    st=${PIPESTATUS[0]}
+    ci_script_count "$name" "$out" "$st"
+    rm -f "$out"
+}
+
+# Background scripts: their output goes to $ci_logs/NAME.log (so that it
+# does not interleave with ours) and is printed, whole, by ci_script_wait.
+ci_logs=$top/_ci-logs
+ci_script_start() {
+    local name=$1
+    mkdir -p "$ci_logs"
+    echo "CI: .ci/$name runs in the background (output: $ci_logs/$name.log)"
+    bash "$top/.ci/$name" </dev/null >"$ci_logs/$name.log" 2>&1 &
+    eval "ci_pid_$name=\$!"
+}
+
+ci_script_wait() {
+    local name=$1 pid st=0
+    eval "pid=\${ci_pid_$name:-}"
+    if test -z "$pid"; then
+        note_fail ".ci/$name was not started"
+        return
+    fi
+    wait "$pid" || st=$?
+    section ".ci/$name (it ran in the background; its output follows)"
+    cat "$ci_logs/$name.log"
+    ci_script_count "$name" "$ci_logs/$name.log" "$st"
+}
+
+# ci_enable_arm64: let dpkg install arm64 packages (check:arm64 for
+# .ci/aarch64); the next ci_apt_get runs apt-get update again.
+ci_enable_arm64() {
+    if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+        echo "CI: dpkg --add-architecture arm64"
+        dpkg --add-architecture arm64 && ci_apt_updated=no
+    fi
+}
+
+# The packages of each script beyond ci_build_packages, so that .ci/run can
+# install everything in one apt-get call before its scripts run side by
+# side (they would queue for the dpkg lock).
+ci_packages_aarch64="gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user check:arm64"
+ci_packages_musl="musl-tools dpkg-dev"
+ci_packages_debian="dpkg-dev debhelper lintian check python3"
+ci_packages_tests="check valgrind lcov clang python3"
+# libuv and GLib: the benchmarks' peers (bench/README); never linked into
+# libstage.
+ci_packages_bench="libuv1-dev libglib2.0-dev"
