@@ -559,6 +559,63 @@ START_TEST(test_spawn_on_closing_loop)
 }
 END_TEST
 
+/* A spawn from another thread still waiting in the loop's inbox when the
+ * loop is freed: its coroutine is made cancelled and never runs, so a
+ * coroutine meant to keep the loop open must have started before anyone
+ * relies on it (the stress suite's guardian once did not). */
+typedef struct queued {
+    pthread_barrier_t published, spawned;
+    stage_loop *loop;
+    atomic_int ran;
+    int free_rc;
+} queued;
+
+static void *queued_body(void *arg)
+{
+    queued *q = arg;
+
+    atomic_fetch_add(&q->ran, 1);
+    return NULL;
+}
+
+static void *queued_thread(void *arg)
+{
+    queued *q = arg;
+
+    q->loop = stage_loop_current();
+    /* Plain barriers: this thread does not run its loop meanwhile. */
+    pthread_barrier_wait(&q->published);
+    pthread_barrier_wait(&q->spawned);
+    q->free_rc = stage_loop_free(q->loop);
+    return NULL;
+}
+
+START_TEST(test_free_queued_remote_spawn)
+{
+    queued q;
+    pthread_t th;
+    stage_future *t = NULL;
+
+    memset(&q, 0, sizeof q);
+    atomic_init(&q.ran, 0);
+    q.free_rc = -1;
+    ck_assert_int_eq(pthread_barrier_init(&q.published, NULL, 2), 0);
+    ck_assert_int_eq(pthread_barrier_init(&q.spawned, NULL, 2), 0);
+    th = t_thread_start(queued_thread, &q);
+    pthread_barrier_wait(&q.published);
+    ck_assert_int_eq(stage_coro_spawn(q.loop, queued_body, &q, NULL, 0, &t),
+                     0);
+    pthread_barrier_wait(&q.spawned);
+    t_thread_join(th);
+    ck_assert_int_eq(q.free_rc, 0);
+    ck_assert_int_eq(atomic_load(&q.ran), 0);
+    ck_assert_int_eq(stage_future_state(t), STAGE_CANCELLED);
+    stage_future_unref(t);
+    pthread_barrier_destroy(&q.published);
+    pthread_barrier_destroy(&q.spawned);
+}
+END_TEST
+
 typedef struct remote {
     pthread_t thread;
     stage_loop *loop;
@@ -671,6 +728,7 @@ static Suite *loop_suite(void)
     tc = t_tcase(s, "remote", 10);
     tcase_add_test(tc, test_spawn_on_other_loop);
     tcase_add_test(tc, test_spawn_on_closing_loop);
+    tcase_add_test(tc, test_free_queued_remote_spawn);
     return s;
 }
 

@@ -870,6 +870,7 @@ typedef struct doomed {
     int pipe_rd;
     atomic_int spawned, refused, bad;
     atomic_int pokers_out; /* pokers that will not touch `loop` again */
+    atomic_int guarding;   /* the guardian has started */
 } doomed;
 
 static void *d_block(void *arg)
@@ -902,12 +903,15 @@ static void *d_block(void *arg)
 /* Keeps the loop alive (stage_loop_free runs it until its last coroutine
  * ends) until both pokers are done with its pointer: a loop's pointer is
  * only valid while it lives, and the pokers stop at their first EPIPE,
- * which a spawn returns once the free has begun. */
+ * which a spawn returns once the free has begun.  It guards only once it
+ * has started: a coroutine that stage_loop_free cancels before it started
+ * never runs its function (see d_loop_thread). */
 static void *d_guardian(void *arg)
 {
     doomed *d = arg;
     struct timespec ts = {0, 100 * 1000};
 
+    atomic_store(&d->guarding, 1);
     while (atomic_load(&d->pokers_out) < 2) {
         if (stage_sleep(0.001) != 0) /* cancelled: no more suspending */
             nanosleep(&ts, NULL);
@@ -923,6 +927,16 @@ static void *d_loop_thread(void *arg)
     stage_coro_spawn(NULL, d_guardian, d, NULL, 0, NULL);
     for (int i = 0; i < 64; i++)
         stage_coro_spawn(NULL, d_block, d, NULL, 0, NULL);
+    /* Let the guardian start before the pokers get the loop's pointer.
+     * Were it still unstarted when the loop is freed (main may resolve
+     * `die` before this thread's first batch: usually so on a busy
+     * machine), the free would cancel it before it ran, and finish while
+     * a poker is still about to spawn onto the loop: that poker then
+     * locked the freed loop's mutex, and either hung (the poker wait
+     * timed out) or tripped glibc's assertion in
+     * __pthread_tpp_change_priority. */
+    while (!atomic_load(&d->guarding))
+        stage_yield();
     stage_future_resolve(d->ready, NULL, NULL);
     /* Run until told to die, then free the loop with everything in
      * flight. */
@@ -993,6 +1007,7 @@ START_TEST(test_loop_free_in_flight)
         jitter(&seed, 200000);
         ck_assert_int_eq(stage_future_resolve(d.die, NULL, NULL), 0);
         ck_assert_int_eq(stage_future_wait(lt, 60.0 * t_tol()), 0);
+        ck_assert_int_eq(atomic_load(&d.guarding), 1);
         for (i = 0; i < 2; i++) {
             ck_assert_int_eq(stage_future_wait(pk[i], 10.0 * t_tol()), 0);
             stage_future_unref(pk[i]);
