@@ -23,10 +23,21 @@ if ! test -f "$so"; then
     exit 77
 fi
 so=$(cd "$(dirname "$so")" && pwd)/libfailalloc.so
+# With shared libraries, $prog is libtool's wrapper script: LD_PRELOAD must
+# reach the program only, not the shell that runs the wrapper (an
+# interposer built for another C library, musl's, cannot load into the
+# shell at all).  So run the real program, with the library path that the
+# wrapper would give it.
+real=$prog
+libpath=${LD_LIBRARY_PATH:-}
+if test "$(head -c 2 "$prog")" = "#!" && test -f "$top_builddir/t/.libs/fault_sweep"; then
+    real=$top_builddir/t/.libs/fault_sweep
+    libpath=$(cd "$top_builddir/lib/.libs" && pwd)${libpath:+:$libpath}
+fi
 status=0
 run() {
     echo "== fault_sweep $*"
-    LD_PRELOAD=$so FAILALLOC_LEAKCHECK=1 "$prog" "$@"
+    LD_LIBRARY_PATH=$libpath LD_PRELOAD=$so FAILALLOC_LEAKCHECK=1 "$real" "$@"
     rc=$?
     test $rc -eq 0 || status=1
     return $rc
