@@ -30,7 +30,10 @@
  * included) prints what was never freed and exits with status 99.
  *
  * The real allocator is reached through glibc's __libc_malloc family, so
- * no dlsym is needed on the allocation path (dlsym itself allocates).
+ * no dlsym is needed on the allocation path (glibc's dlsym allocates).
+ * Other C libraries (musl) have no such family: there the next malloc,
+ * calloc, realloc and free are found with dlsym(RTLD_NEXT), once, at load
+ * time (musl's dlsym does not allocate).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1
@@ -63,10 +66,57 @@ FA_EXPORT int failalloc_fired(void);
 FA_EXPORT size_t failalloc_live(void);
 FA_EXPORT void failalloc_dump(FILE *out, size_t max);
 
+#ifdef __GLIBC__
 extern void *__libc_malloc(size_t);
 extern void *__libc_calloc(size_t, size_t);
 extern void *__libc_realloc(void *, size_t);
 extern void __libc_free(void *);
+#define real_malloc __libc_malloc
+#define real_calloc __libc_calloc
+#define real_realloc __libc_realloc
+#define real_free __libc_free
+#else
+static void *(*next_malloc)(size_t);
+static void *(*next_calloc)(size_t, size_t);
+static void *(*next_realloc)(void *, size_t);
+static void (*next_free)(void *);
+
+/* Found before main (a constructor), or at the first call if another
+ * constructor allocates first: the values are the same either way. */
+__attribute__((constructor)) static void find_next(void)
+{
+    if (next_free)
+        return;
+    next_malloc = (void *(*)(size_t))dlsym(RTLD_NEXT, "malloc");
+    next_calloc = (void *(*)(size_t, size_t))dlsym(RTLD_NEXT, "calloc");
+    next_realloc = (void *(*)(void *, size_t))dlsym(RTLD_NEXT, "realloc");
+    next_free = (void (*)(void *))dlsym(RTLD_NEXT, "free");
+}
+
+static void *real_malloc(size_t n)
+{
+    find_next();
+    return next_malloc(n);
+}
+
+static void *real_calloc(size_t n, size_t m)
+{
+    find_next();
+    return next_calloc(n, m);
+}
+
+static void *real_realloc(void *p, size_t n)
+{
+    find_next();
+    return next_realloc(p, n);
+}
+
+static void real_free(void *p)
+{
+    find_next();
+    next_free(p);
+}
+#endif
 
 /* ---- Who is calling ------------------------------------------------------ */
 
@@ -259,12 +309,12 @@ FA_EXPORT void *malloc(size_t n)
 {
     const void *site = __builtin_return_address(0);
     if (!from_lib(site))
-        return __libc_malloc(n);
+        return real_malloc(n);
     if (should_fail(FA_MEM)) {
         errno = ENOMEM;
         return NULL;
     }
-    void *p = __libc_malloc(n);
+    void *p = real_malloc(n);
     rec_add(p, 0, site, 0);
     return p;
 }
@@ -273,12 +323,12 @@ FA_EXPORT void *calloc(size_t n, size_t m)
 {
     const void *site = __builtin_return_address(0);
     if (!from_lib(site))
-        return __libc_calloc(n, m);
+        return real_calloc(n, m);
     if (should_fail(FA_MEM)) {
         errno = ENOMEM;
         return NULL;
     }
-    void *p = __libc_calloc(n, m);
+    void *p = real_calloc(n, m);
     rec_add(p, 0, site, 0);
     return p;
 }
@@ -287,7 +337,7 @@ FA_EXPORT void *realloc(void *old, size_t n)
 {
     const void *site = __builtin_return_address(0);
     if (!from_lib(site)) {
-        void *p = __libc_realloc(old, n);
+        void *p = real_realloc(old, n);
         /* A libstage block resized by someone else stays libstage's. */
         if (p != old && old && p) {
             rec_del(old);
@@ -298,7 +348,7 @@ FA_EXPORT void *realloc(void *old, size_t n)
         errno = ENOMEM;
         return NULL;
     }
-    void *p = __libc_realloc(old, n);
+    void *p = real_realloc(old, n);
     if (p || n == 0)
         rec_del(old);
     rec_add(p, 0, site, 0);
@@ -308,7 +358,7 @@ FA_EXPORT void *realloc(void *old, size_t n)
 FA_EXPORT void free(void *p)
 {
     rec_del(p);
-    __libc_free(p);
+    real_free(p);
 }
 
 FA_EXPORT char *strdup(const char *s)
@@ -320,7 +370,7 @@ FA_EXPORT char *strdup(const char *s)
         return NULL;
     }
     size_t n = strlen(s) + 1;
-    char *p = __libc_malloc(n);
+    char *p = real_malloc(n);
     if (!p) {
         errno = ENOMEM;
         return NULL;
