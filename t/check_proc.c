@@ -43,10 +43,27 @@ static void *t_noop(void *arg)
 
 /* The thread count, after a first thread was started and joined: the
  * sanitizer runtimes start a helper thread of their own at the first
- * pthread_create, which must not count as ours. */
+ * pthread_create, which must not count as ours.  A joined thread may
+ * still be listed in /proc/self/task for a moment (the kernel ends the
+ * join when it clears the thread's tid, before it drops the task): on a
+ * loaded machine the count read at once was one too many (seen in a
+ * Debian build beside other jobs).  So wait, bounded, until the joined
+ * thread is gone: back to the count before it, plus the sanitizer's. */
 static int t_thread_baseline(void)
 {
+    struct timespec ts = {0, 1000 * 1000};
+    int before = t_thread_count();
+#if defined(STAGE_ASAN) || defined(STAGE_TSAN)
+    int extra = 1;
+#else
+    int extra = 0;
+#endif
+    double deadline;
+
     t_thread_join(t_thread_start(t_noop, NULL));
+    deadline = t_time() + 2.0 * t_tol();
+    while (t_thread_count() > before + extra && t_time() < deadline)
+        nanosleep(&ts, NULL);
     return t_thread_count();
 }
 
