@@ -49,7 +49,7 @@ typedef struct stage__head {
 static inline void *stage__head_new(size_t size)
 {
     stage__head *h = calloc(1, size);
-    if (!h || pthread_mutex_init(&h->lock, NULL) != 0) {
+    if (!h || stage__mutex_init_hot(&h->lock) != 0) {
         free(h);
         errno = ENOMEM;
         return NULL;
