@@ -130,7 +130,12 @@ START_TEST(test_sleep_coros_overlap)
 }
 END_TEST
 
-/* Wake order follows the deadlines, not the spawn order. */
+/* Wake order follows the deadlines, not the spawn order.  Each coroutine
+ * takes its deadline when it first runs, so the gaps between the sleeps
+ * must exceed the skew between their starts: microseconds natively, but
+ * once more than the 20 ms gap under qemu-user on a loaded machine (the
+ * first run of a code path is translated), hence ten times the gaps when
+ * the tests run slow (t_slow). */
 typedef struct order {
     int log[8];
     int n;
@@ -154,7 +159,8 @@ static void *order_body(void *arg)
 START_TEST(test_sleep_order)
 {
     order o;
-    order_arg a[3] = {{&o, 1, 0.06}, {&o, 2, 0.02}, {&o, 3, 0.04}};
+    double gap = t_slow() ? 0.2 : 0.02;
+    order_arg a[3] = {{&o, 1, 3 * gap}, {&o, 2, gap}, {&o, 3, 2 * gap}};
     int i;
 
     memset(&o, 0, sizeof o);
