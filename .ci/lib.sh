@@ -55,6 +55,16 @@ finish() {
     if test "$total_fail" -eq 0; then exit 0; else exit 1; fi
 }
 
+# ci_find_trs DIR: the test results (.trs) of the build in DIR, not those
+# of the builds that live below it: distcheck's libstage-*/, and the
+# background jobs' clones and build directories (_ci-tmp/, _build-*/),
+# whose suites may be running at that very moment.
+ci_find_trs() {
+    find "$1" \( -path "$1/libstage-*" -o -path "$1/_ci-tmp" \
+        -o -path "$1/_build-*" -o -path "$1/_ci-logs" \) -prune \
+        -o -name '*.trs' -print
+}
+
 # count_results DIR LABEL: print and add up the results of the last test run
 # whose .trs/.log files are in DIR.  Returns 1 if anything failed there.
 count_results() {
@@ -98,7 +108,7 @@ count_results() {
             *) fail=$((fail + 1)) ;;
             esac
         fi
-    done < <(find "$dir" -name '*.trs' -not -path "$dir/libstage-*/*" | LC_ALL=C sort)
+    done < <(ci_find_trs "$dir" | LC_ALL=C sort)
     echo "-- $label: $pass passed, $fail failed, $skip skipped"
     total_pass=$((total_pass + pass))
     total_fail=$((total_fail + fail))
@@ -120,7 +130,7 @@ show_suite_log() {
 run_check() {
     local dir=$1 label=$2 suitelog=$3 st=0 counted=0
     shift 3
-    find "$dir" -name '*.trs' -not -path "$dir/libstage-*/*" -delete
+    ci_find_trs "$dir" | while IFS= read -r trs; do rm -f "$trs"; done
     (cd "$dir" && make "$@") || st=$?
     count_results "$dir" "$label" || { counted=1; show_suite_log "$dir/$suitelog"; }
     if test $st -ne 0 && test $counted -eq 0; then
