@@ -54,16 +54,17 @@ int stage__deadline(double timeout, int64_t *deadline);
 double stage__time_left(int64_t deadline);
 
 /* Initialise a mutex that two threads take in turn at a high rate: a
- * stream primitive's (a queue between a producer and a consumer).  (A
- * pool's job list measured no better with it: there the wake-ups of
- * sleeping workers cost most.)  Adaptive where the C library has it (glibc): a thread
- * that finds it taken spins for a bounded moment (glibc's adaptive spin
- * count, then the usual futex sleep) instead of sleeping in the kernel at
- * once.  The critical sections are a few dozen instructions, so the holder
- * is usually done by then: bench/queue measured 4.6 -> 9.8 M items/s
- * between two threads.  The spin is bounded, so a thread sharing one CPU
- * with the holder soon sleeps as before (bench/queue under taskset -c 0:
- * unchanged).  Returns pthread_mutex_init's result. */
+ * stream primitive's (a queue between a producer and a consumer).
+ * Adaptive where the C library has it (glibc): a thread that finds it
+ * taken spins for a bounded moment (glibc's adaptive spin count, then the
+ * usual futex sleep) instead of sleeping in the kernel at once.  The
+ * critical sections are a few dozen instructions, so the holder is usually
+ * done by then: bench/queue measured 4.6 -> 9.8 M items/s between two
+ * threads.  The spin is bounded, so a thread sharing one CPU with the
+ * holder soon sleeps as before (bench/queue under taskset -c 0:
+ * unchanged).  A pool's job list measured no better with it (there the
+ * wake-ups of sleeping workers cost most).  Returns pthread_mutex_init's
+ * result. */
 static inline int stage__mutex_init_hot(pthread_mutex_t *m)
 {
 #if HAVE_DECL_PTHREAD_MUTEX_ADAPTIVE_NP

@@ -43,42 +43,21 @@ static void *t_noop(void *arg)
 
 /* The thread count, after a first thread was started and joined: the
  * sanitizer runtimes start a helper thread of their own at the first
- * pthread_create, which must not count as ours.  A joined thread may
- * still be listed in /proc/self/task for a moment (the kernel ends the
- * join when it clears the thread's tid, before it drops the task): on a
- * loaded machine the count read at once was one too many (seen in a
- * Debian build beside other jobs).  So wait, bounded, until the joined
- * thread is gone: back to the count before it, plus the sanitizer's. */
+ * pthread_create, which must not count as ours, and the joined thread may
+ * still be listed for a moment (t_threads_settle): on a loaded machine the
+ * count read at once was one too many (seen in a Debian build beside
+ * other jobs). */
 static int t_thread_baseline(void)
 {
-    struct timespec ts = {0, 1000 * 1000};
     int before = t_thread_count();
 #if defined(STAGE_ASAN) || defined(STAGE_TSAN)
     int extra = 1;
 #else
     int extra = 0;
 #endif
-    double deadline;
 
     t_thread_join(t_thread_start(t_noop, NULL));
-    deadline = t_time() + 2.0 * t_tol();
-    while (t_thread_count() > before + extra && t_time() < deadline)
-        nanosleep(&ts, NULL);
-    return t_thread_count();
-}
-
-/* The thread count once the threads that were joined have left
- * /proc/self/task (see above: a helper thread that stage_proc_free joined
- * may still be listed for a moment), waiting at most 2 s (times t_tol)
- * for it to fall to `expected`. */
-static int t_threads_settled(int expected)
-{
-    struct timespec ts = {0, 1000 * 1000};
-    double deadline = t_time() + 2.0 * t_tol();
-
-    while (t_thread_count() > expected && t_time() < deadline)
-        nanosleep(&ts, NULL);
-    return t_thread_count();
+    return t_threads_settle(before + extra, 2.0 * t_tol());
 }
 
 /* Spawn /bin/sh -c script [args...]. */
@@ -252,7 +231,7 @@ START_TEST(test_proc_mode)
     }
     stage_proc_free(p);
     ck_assert_int_eq(t_fd_count(), fds);
-    ck_assert_int_eq(t_threads_settled(threads), threads);
+    ck_assert_int_eq(t_threads_settle(threads, 2.0 * t_tol()), threads);
 }
 END_TEST
 
@@ -778,7 +757,7 @@ START_TEST(test_proc_acceptance)
     ck_assert_int_eq(errno, ECHILD);
     ck_assert_int_eq(stage_loop_free(stage_loop_current()), 0);
     ck_assert_int_eq(t_fd_count(), fds);
-    ck_assert_int_eq(t_threads_settled(threads), threads);
+    ck_assert_int_eq(t_threads_settle(threads, 2.0 * t_tol()), threads);
     fprintf(stderr, "check_proc: %d x %d lines (%s): %.2f s\n", nproc,
             nlines, t_mode_name(_i), t_time() - t0);
     free(e);

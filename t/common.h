@@ -221,6 +221,21 @@ static inline int t_thread_count(void)
     return t_dir_count("/proc/self/task");
 }
 
+/* The thread count once it has fallen to `expected`, waiting at most
+ * `secs` for it: a thread that was joined, or that settled its future as
+ * its last act, may still be listed in /proc/self/task for a moment (the
+ * kernel ends a join when it clears the thread's tid, before it drops the
+ * task).  A condition wait on the count, not a guess. */
+static inline int t_threads_settle(int expected, double secs)
+{
+    struct timespec ts = {0, 500 * 1000};
+    double deadline = t_time() + secs;
+
+    while (t_thread_count() > expected && t_time() < deadline)
+        nanosleep(&ts, NULL);
+    return t_thread_count();
+}
+
 /* Open fds of this process (Linux /proc), or -1 when unknown.  (The count
  * includes the one opendir uses, every time alike.) */
 static inline int t_fd_count(void)
@@ -248,8 +263,6 @@ static inline void t_setup(void)
 static inline void t_teardown(void)
 {
     stage_loop *loop = stage_loop_current();
-    double deadline;
-    struct timespec ts = {0, 500 * 1000};
 
     ck_assert_ptr_nonnull(loop);
     ck_assert_int_eq(stage_loop_free(loop), 0);
@@ -257,9 +270,7 @@ static inline void t_teardown(void)
      * own, which would keep the count above the baseline. */
     if (t_threads_at_start < 0 || !t_on_valgrind())
         return;
-    deadline = t_time() + 5.0 * t_tol();
-    while (t_thread_count() > t_threads_at_start && t_time() < deadline)
-        nanosleep(&ts, NULL);
+    t_threads_settle(t_threads_at_start, 5.0 * t_tol());
 }
 
 /* Check timeout in seconds for a test case of nominal length `secs`: widened
