@@ -184,6 +184,13 @@ ci_apt_install() {
     ci_apt_get install --no-install-recommends $missing
 }
 
+# STAGE_SKIP_MAN_EXAMPLES for the secondary builds (sanitizers, coverage,
+# musl, AArch64): t/man-examples.sh, a documentation check that compiles
+# every man page's example, is left to the main build unless
+# STAGE_CI_FULL=1 (.ci/nightly).
+ci_skip_man=1
+test "${STAGE_CI_FULL:-0}" = 1 && ci_skip_man=
+
 # The packages every build needs (quickstart installs the same and more).
 ci_build_packages="build-essential autoconf automake libtool autoconf-archive
 pkgconf mandoc groff-base git"
